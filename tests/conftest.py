@@ -1,0 +1,67 @@
+"""Shared fixtures: one embedded PostgreSQL (pgvector) per session, and the full Airflow stack.
+
+Integration tests use their own database (``medic_it``) on the same server, so they never
+race the running stack's trigger and diagnose DAG for rows in ``medic``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from medic.stack import Stack, free_port
+
+IT_CONN_ID = "medic_it_db"
+IT_DATABASE = "medic_it"
+
+
+@pytest.fixture(scope="session")
+def stack_home() -> Iterator[Path]:
+    # short path: the PostgreSQL socket lives in it (Unix socket paths are limited to ~100 bytes)
+    home = Path(tempfile.mkdtemp(prefix="medic-t-", dir="/tmp"))
+    yield home
+
+
+@pytest.fixture(scope="session")
+def embedded(stack_home: Path) -> Iterator[Stack]:
+    """The session's embedded stack handle; PostgreSQL started, Airflow not (yet)."""
+    stack = Stack(
+        home=stack_home,
+        api_port=free_port(),
+        # recover a SIGKILLed triggerer's watcher sooner than the 30 s default
+        extra_env={"AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "15"},
+    )
+    stack.start_postgres()
+    yield stack
+    stack.down(stop_postgres=True)
+
+
+@pytest.fixture(scope="session")
+def it_db(embedded: Stack) -> Iterator[str]:
+    """A migrated medic database for integration tests, reachable as connection ``medic_it_db``."""
+    embedded.migrate_medic(IT_DATABASE)
+    conn = {**embedded.medic_conn(), "schema": IT_DATABASE}
+    os.environ[f"AIRFLOW_CONN_{IT_CONN_ID.upper()}"] = json.dumps(conn)
+    yield IT_CONN_ID
+
+
+@pytest.fixture
+def it_conn(embedded: Stack, it_db: str) -> Iterator[psycopg.Connection]:
+    """A connection to a clean integration database (medic tables emptied)."""
+    with embedded.connect_postgres(IT_DATABASE) as conn:
+        conn.execute("TRUNCATE medic.incidents, medic.failure_events RESTART IDENTITY CASCADE")
+        conn.commit()
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def stack(embedded: Stack) -> Iterator[Stack]:
+    """The real thing: PostgreSQL + Airflow api-server, scheduler, dag-processor, triggerer."""
+    embedded.up(timeout=300)
+    yield embedded
