@@ -54,9 +54,8 @@ def it_db(embedded: Stack) -> Iterator[str]:
 @pytest.fixture
 def it_conn(embedded: Stack, it_db: str) -> Iterator[psycopg.Connection]:
     """A connection to a clean integration database (medic tables emptied)."""
-    with embedded.connect_postgres(IT_DATABASE) as conn:
+    with embedded.connect_postgres(IT_DATABASE, autocommit=True) as conn:
         conn.execute("TRUNCATE medic.incidents, medic.failure_events RESTART IDENTITY CASCADE")
-        conn.commit()
         yield conn
 
 

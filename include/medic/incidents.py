@@ -44,6 +44,10 @@ class FilingResult:
 
 
 def file_claimed_events(conn: psycopg.Connection, event_ids: list[int], owner: str) -> FilingResult:
+    """File each claimed event in its own transaction (one incident lock at a time: no deadlocks
+    between concurrent runs). Needs an autocommit connection, or the transactions would nest."""
+    if not conn.autocommit:
+        raise ValueError("file_claimed_events needs an autocommit connection")
     result = FilingResult([], [], [], [], [])
     claimed = outbox.load_claimed(conn, event_ids, owner)
     seen = {c.event_id for c in claimed}

@@ -46,7 +46,7 @@ def claim_failure_events(owner: str) -> list[int]:
 def file_incidents(event_ids: list[int], owner: str) -> dict[str, Any]:
     if not event_ids:
         return asdict(incidents.FilingResult([], [], [], [], []))
-    with db.connect(config.get("conn_id"), application_name="medic-diagnose") as conn:
+    with db.connect(config.get("conn_id"), application_name="medic-diagnose", autocommit=True) as conn:
         result = incidents.file_claimed_events(conn, event_ids, owner)
     log.info(
         "medic: filed %d event(s) into %d incident(s) (%d new); %d invalid, %d taken over by another run",

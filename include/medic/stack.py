@@ -10,6 +10,7 @@ a 2-core machine. Anyone with their own PostgreSQL points the ``medic_db`` conne
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
@@ -110,6 +111,7 @@ class Stack:
         if fresh:
             self.pgdata.mkdir(parents=True, exist_ok=True)
         server = pgserver.get_server(self.pgdata, cleanup_mode=None)
+        atexit.unregister(server._cleanup)  # a no-op with cleanup_mode=None, but it logs at exit
         state = self._state()
         state["pg_socket_dir"] = str(server.get_postmaster_info().socket_dir)
         self._save_state(state)

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from medic.stack import Stack
+
+T = TypeVar("T")
+
+
+def wait_for(probe: Callable[[], T], timeout: float, what: str, interval: float = 0.5) -> T:
+    deadline = time.monotonic() + timeout
+    value: Any = None
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last value {value!r}")
+
+
+def query(stack: Stack, sql: str, params: tuple = ()) -> list[tuple]:
+    with stack.connect_postgres("medic", autocommit=True) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def events_of_run(stack: Stack, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+    with stack.connect_postgres("medic", autocommit=True) as conn:
+        cursor = conn.execute(
+            "SELECT id, task_id, map_index, try_number, status, will_retry, incident_id, processed_by,"
+            " payload, error FROM medic.failure_events WHERE dag_id = %s AND run_id = %s ORDER BY id",
+            (dag_id, run_id),
+        )
+        names = [c.name for c in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def settled(events: list[dict[str, Any]], expected: int) -> bool:
+    """All expected events captured and none still waiting to be filed."""
+    return len(events) == expected and all(e["status"] in ("processed", "retrying", "invalid") for e in events)

@@ -1,0 +1,102 @@
+"""The main loop on the real stack: task fails -> outbox -> trigger -> asset event -> medic_diagnose."""
+
+from __future__ import annotations
+
+import pytest
+
+from medic.airflow_rest import AirflowClient
+from medic.examples import PLANTED_PASSWORD
+from tests.e2e.helpers import events_of_run, query, settled, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def client(stack):
+    client = AirflowClient.for_stack(stack)
+    yield client
+    client.close()
+
+
+def test_a_failed_task_becomes_an_incident_with_ids_error_and_log_tail(stack, client) -> None:
+    run_id = client.trigger("demo_warehouse_load")
+    assert client.wait_for_run("demo_warehouse_load", run_id) == "failed"
+    events = wait_for(
+        lambda: (e := events_of_run(stack, "demo_warehouse_load", run_id)) and settled(e, 1) and e,
+        90,
+        "the failure to be filed",
+    )
+    event = events[0]
+    assert event["status"] == "processed" and event["try_number"] == 1
+    payload = event["payload"]
+    assert (payload["dag_id"], payload["run_id"], payload["task_id"]) == (
+        "demo_warehouse_load",
+        run_id,
+        "load_warehouse",
+    )
+    assert payload["source"] == "task"
+    assert payload["exception_type"] == "psycopg.OperationalError"
+    assert "Connection refused" in payload["error_message"]
+    assert "examples.py" in payload["traceback"]
+    # the log tail is the task's real log, rendered, with the careless DSN line scrubbed
+    assert "connecting to postgresql://loader:[REDACTED:password]@127.0.0.1:9/warehouse" in payload["log_tail"]
+
+    (incident,) = query(
+        stack,
+        "SELECT dag_id, task_id, status, exception_type, error_message, event_count FROM medic.incidents WHERE id = %s",
+        (event["incident_id"],),
+    )
+    assert incident[:4] == ("demo_warehouse_load", "load_warehouse", "open", "OperationalError")
+    assert "Connection refused" in incident[4]
+    # the diagnose run that filed it was started by an asset event of medic_task_failures
+    diagnose_run = client.dag_run("medic_diagnose", event["processed_by"])
+    assert diagnose_run["run_type"] == "asset_triggered"
+    # the planted password is nowhere in medic's database
+    leaked = query(
+        stack,
+        "SELECT count(*) FROM medic.failure_events f LEFT JOIN medic.incidents i"
+        " ON i.id = f.incident_id WHERE f.payload::text LIKE %s OR i.error_message LIKE %s",
+        (f"%{PLANTED_PASSWORD}%", f"%{PLANTED_PASSWORD}%"),
+    )
+    assert leaked == [(0,)]
+
+
+def test_tries_airflow_retries_itself_are_recorded_but_only_the_last_is_diagnosed(stack, client) -> None:
+    run_id = client.trigger("demo_flaky_api")
+    assert client.wait_for_run("demo_flaky_api", run_id) == "failed"
+    events = wait_for(
+        lambda: (e := events_of_run(stack, "demo_flaky_api", run_id)) and settled(e, 2) and e,
+        90,
+        "both tries to be captured",
+    )
+    first, last = events
+    assert (first["try_number"], first["will_retry"], first["status"], first["incident_id"]) == (
+        1,
+        True,
+        "retrying",
+        None,
+    )
+    assert (last["try_number"], last["will_retry"], last["status"]) == (2, False, "processed")
+
+
+def test_a_burst_of_30_failures_gives_30_events_and_3_incidents(stack, client) -> None:
+    run_id = client.trigger("demo_burst", conf={"failures": 30})
+    assert client.wait_for_run("demo_burst", run_id, timeout=300) == "failed"
+    events = wait_for(
+        lambda: (e := events_of_run(stack, "demo_burst", run_id)) and settled(e, 30) and e,
+        120,
+        "30 failures to be filed",
+    )
+    assert sorted(e["map_index"] for e in events) == list(range(30))
+    assert all(e["status"] == "processed" for e in events)
+    by_incident: dict[int, int] = {}
+    for event in events:
+        by_incident[event["incident_id"]] = by_incident.get(event["incident_id"], 0) + 1
+    assert sorted(by_incident.values()) == [10, 10, 10]  # three causes, ten failures each
+    types = query(
+        stack,
+        "SELECT exception_type, event_count FROM medic.incidents WHERE id = ANY(%s) ORDER BY exception_type",
+        (list(by_incident),),
+    )
+    assert [t for t, _ in types] == ["ConnectionRefusedError", "KeyError", "TimeoutError"]
+    assert all(count >= 10 for _, count in types)
