@@ -99,6 +99,8 @@ def _key(ti: Any) -> str:
 
 
 def _capture(task_instance: Any, error: Any, source: FailureSource, *, deadline: float) -> str:
+    import psycopg
+
     from medic import db, outbox
 
     log_tail = ""
@@ -118,8 +120,15 @@ def _capture(task_instance: Any, error: Any, source: FailureSource, *, deadline:
         statement_timeout_ms=int(remaining * 1000),
         application_name=f"medic-capture-{source}",
     ) as conn:
-        captured = outbox.record_failure(conn, record, diagnose_retries=config.get_bool("diagnose_retries"))
-        conn.commit()
+        diagnose_retries = config.get_bool("diagnose_retries")
+        try:
+            captured = outbox.record_failure(conn, record, diagnose_retries=diagnose_retries)
+            conn.commit()
+        except psycopg.DataError as exc:  # something in the evidence the database will not take
+            conn.rollback()
+            record = record.minimal(f"full record rejected ({type(exc).__name__}); stored without log tail")
+            captured = outbox.record_failure(conn, record, diagnose_retries=diagnose_retries)
+            conn.commit()
     if captured.event_id is None:
         return "already captured (kept the richer report)"
     verb = "captured" if captured.inserted else "enriched"

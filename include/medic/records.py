@@ -15,7 +15,7 @@ import traceback
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from medic.scrub import scrub
 
@@ -51,6 +51,26 @@ class FailureRecord(BaseModel):
     failed_at: datetime
     source: FailureSource = "task"
     capture_notes: list[str] = Field(default_factory=list)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _printable(cls, value: Any) -> Any:
+        """No control characters in any text, whichever path built it (PostgreSQL rejects NUL)."""
+        if isinstance(value, str):
+            return _CONTROL.sub("\ufffd", value)
+        if isinstance(value, list):
+            return [_CONTROL.sub("\ufffd", v) if isinstance(v, str) else v for v in value]
+        return value
+
+    def minimal(self, reason: str) -> FailureRecord:
+        """The same failure without the bulky evidence, for when the full record cannot be stored."""
+        return self.model_copy(
+            update={
+                "log_tail": "",
+                "traceback": self.traceback[-2000:],
+                "capture_notes": [*self.capture_notes, reason[:300]],
+            }
+        )
 
     def storage_json(self) -> str:
         return self.model_dump_json()

@@ -104,3 +104,11 @@ def test_secrets_in_message_traceback_and_log_are_scrubbed() -> None:
         now=datetime(2026, 1, 1, tzinfo=timezone.utc),
     )
     assert "TopSecret99" not in record.model_dump_json()
+
+
+def test_no_control_character_survives_in_any_field_whatever_built_the_record() -> None:
+    raw_log = '{"timestamp":"t","level":"info","event":"payload dump: \\u0000\\u0001 end","logger":"task.stdout"}'
+    record = build_record(FakeTaskInstance(), _raise(ValueError("x")), source="task", log_tail=raw_log)
+    assert "payload dump:" in record.log_tail and "\x00" not in record.log_tail
+    direct = record.model_copy(update={"error_message": "a\x00b"})
+    assert "\x00" not in type(record).model_validate(direct.model_dump()).error_message

@@ -1,0 +1,91 @@
+"""Faults and bad input on the real stack: nothing lost, nothing counted twice, the loop goes on."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+
+from medic.airflow_rest import AirflowClient
+from tests.e2e.helpers import events_of_run, query, settled, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def client(stack):
+    client = AirflowClient.for_stack(stack)
+    yield client
+    client.close()
+
+
+def _burst_event_total(stack) -> int:
+    return query(stack, "SELECT coalesce(sum(event_count), 0) FROM medic.incidents WHERE dag_id = 'demo_burst'")[0][0]
+
+
+def test_triggerer_killed_mid_burst_every_event_is_filed_exactly_once(stack, client) -> None:
+    before = _burst_event_total(stack)
+    run_id = client.trigger("demo_burst", conf={"failures": 12})
+    wait_for(lambda: events_of_run(stack, "demo_burst", run_id), 120, "the first failure of the burst")
+    stack.kill_component("triggerer", signal.SIGKILL)
+    wait_for(lambda: stack.pid("triggerer") is None, 10, "the triggerer to die")
+    assert client.wait_for_run("demo_burst", run_id, timeout=300) == "failed"
+    events = wait_for(
+        lambda: (e := events_of_run(stack, "demo_burst", run_id)) and len(e) == 12 and e,
+        60,
+        "all 12 failures to be captured while the triggerer is down",
+    )
+    stranded = [e["id"] for e in events if e["status"] == "pending"]
+    assert stranded, "the kill came too late to test anything: no event was left pending"
+
+    stack.start_component("triggerer")
+    events = wait_for(
+        lambda: (e := events_of_run(stack, "demo_burst", run_id)) and settled(e, 12) and e,
+        180,
+        "the restarted triggerer to get every stranded event filed",
+    )
+    assert all(e["status"] == "processed" and e["incident_id"] and e["processed_by"] for e in events)
+    assert _burst_event_total(stack) - before == 12  # each event counted once, none twice
+
+
+def test_bad_inputs_are_captured_bounded_and_the_loop_keeps_running(stack, client) -> None:
+    # a row with a malformed payload lands in the outbox (a bad writer, a manual insert)
+    (bad_id,) = query(
+        stack,
+        "INSERT INTO medic.failure_events (dag_id, run_id, task_id, try_number, state, source, payload, failed_at)"
+        " VALUES ('external_writer', 'r-bad', 't', 1, 'failed', 'external', %s, now()) RETURNING id",
+        (json.dumps({"dag_id": ["not", "a", "string"]}),),
+    )[0:1][0]
+    run_id = client.trigger("demo_bad_inputs")  # 20 MB of log, binary bytes, an unprintable error
+    assert client.wait_for_run("demo_bad_inputs", run_id, timeout=300) == "failed"
+    events = wait_for(
+        lambda: (e := events_of_run(stack, "demo_bad_inputs", run_id)) and settled(e, 3) and e,
+        120,
+        "the three hostile failures to be filed",
+    )
+    by_task = {e["task_id"]: e for e in events}
+    assert all(e["status"] == "processed" for e in events)
+
+    huge = by_task["huge_log"]["payload"]
+    assert "20 MB of noise" in huge["error_message"]
+    assert len(huge["log_tail"]) <= 20_000  # bounded: the tail of a 20 MB log, not the log
+    binary = by_task["binary_output"]["payload"]
+    assert "corrupt parquet footer" in binary["error_message"]
+    assert "\\u0000" not in json.dumps(binary) and "\x00" not in json.dumps(binary)
+    unprintable = by_task["unprintable_error"]["payload"]
+    assert unprintable["exception_type"].endswith("UnprintableError")
+    assert "<unprintable UnprintableError" in unprintable["error_message"]
+
+    status, error = query(stack, "SELECT status, error FROM medic.failure_events WHERE id = %s", (bad_id,))[0]
+    assert status == "invalid" and "malformed failure record" in error
+    set_aside_logged = any(
+        "set aside" in path.read_text(errors="replace")
+        for path in (stack.airflow_home / "logs" / "dag_id=medic_diagnose").rglob("*.log")
+    )
+    assert set_aside_logged, "medic_diagnose's log should say which event was set aside and why"
+
+    # and the loop still works for the next ordinary failure
+    after = client.trigger("demo_missing_input")
+    client.wait_for_run("demo_missing_input", after)
+    wait_for(lambda: settled(events_of_run(stack, "demo_missing_input", after), 1), 90, "the next failure")
