@@ -1,6 +1,6 @@
 """medic bench latency: time from a task raising to medic_diagnose's first task starting.
 
-Usage: medic bench latency [--failures N] [--home DIR] [--port P]
+Usage: medic [--home DIR] [--port P] bench latency [--failures N]
 
 Starts the embedded stack if it is not running (and stops it again afterwards). Fails one
 task at a time (``demo_missing_input``), so each measurement is independent:
@@ -22,7 +22,10 @@ import platform
 import statistics
 import time
 from datetime import datetime
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from medic.stack import Stack
 
 DAG_ID = "demo_missing_input"
 
@@ -40,21 +43,16 @@ def _parse(ts: str) -> datetime:
     return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], stack: Stack) -> int:
     from medic.airflow_rest import AirflowClient
-    from medic.cli import default_home
-    from medic.stack import Stack
 
     parser = argparse.ArgumentParser(prog="medic bench latency")
     parser.add_argument("--failures", type=int, default=20)
-    parser.add_argument("--home", default=None)
-    parser.add_argument("--port", type=int, default=int(os.environ.get("MEDIC_API_PORT", "8080")))
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for each failure")
     args = parser.parse_args(argv)
     if args.failures < 1:
         parser.error("--failures must be at least 1")
 
-    stack = Stack(home=Path(args.home).resolve() if args.home else default_home(), api_port=args.port)
     started_here = not all(stack.running().values())
     if started_here:
         print(f"bench: starting the embedded stack in {stack.home} ...", flush=True)

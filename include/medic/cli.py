@@ -185,7 +185,7 @@ def cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
     module = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
     spec.loader.exec_module(module)
-    return int(module.main(extra) or 0)
+    return int(module.main(extra, make_stack(args)) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:

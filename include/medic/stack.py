@@ -235,6 +235,7 @@ class Stack:
             "AIRFLOW__MEDIC__TRIGGER_POLL_SECONDS": "5",
             "MEDIC_STACK_HOME": str(self.home),
             "MEDIC_API_URL": self.api_url,
+            "MEDIC_API_PORT": str(self.api_port),
             "MEDIC_PROJECT_ROOT": str(self.root),
         }
         env.update(self.extra_env)
