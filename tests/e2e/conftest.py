@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+import pytest
+
+from medic.stack import COMPONENTS
+
+
+@pytest.fixture(autouse=True)
+def all_components_running(stack):
+    """A test that kills a component and fails half-way must not break the tests after it."""
+    for name in COMPONENTS:
+        if stack.pid(name) is None:
+            stack.start_component(name)
+    if any(stack.pid(name) is None for name in COMPONENTS):
+        pytest.fail("a stack component died and could not be restarted")
+    yield
