@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +23,14 @@ IT_DATABASE = "medic_it"
 
 
 @pytest.fixture(scope="session")
-def stack_home() -> Iterator[Path]:
+def stack_home(request: pytest.FixtureRequest) -> Iterator[Path]:
     # short path: the PostgreSQL socket lives in it (Unix socket paths are limited to ~100 bytes)
     home = Path(tempfile.mkdtemp(prefix="medic-t-", dir="/tmp"))
     yield home
+    if request.session.testsfailed or os.environ.get("MEDIC_KEEP_TEST_STACK"):
+        print(f"\nmedic: test stack kept for inspection in {home} (logs in {home / 'logs'})")
+    else:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

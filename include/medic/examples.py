@@ -96,3 +96,13 @@ def unprintable_failure() -> None:
 
 def demo_data_dir() -> str:
     return os.environ.get("MEDIC_DEMO_DATA", "/tmp/medic-demo-data")
+
+
+def wait_for_export(seconds: int) -> None:
+    """Wait for an upstream export that is late; someone may stop this by hand."""
+    import time
+
+    for waited in range(seconds):
+        if waited % 30 == 0:
+            log.info("waiting for the upstream export (%ss so far)", waited)
+        time.sleep(1)

@@ -35,10 +35,17 @@ VALUES (%(dag_id)s, %(run_id)s, %(task_id)s, %(map_index)s, %(try_number)s, %(st
         %(will_retry)s, %(source)s, %(source_rank)s, %(exception_type)s, %(payload)s,
         %(status)s, %(failed_at)s)
 ON CONFLICT ON CONSTRAINT failure_events_natural_key DO UPDATE
-    SET payload = EXCLUDED.payload, source = EXCLUDED.source, source_rank = EXCLUDED.source_rank,
-        exception_type = COALESCE(EXCLUDED.exception_type, fe.exception_type), updated_at = now()
-    WHERE fe.source_rank < EXCLUDED.source_rank AND fe.claimed_at IS NULL
-          AND fe.status IN ('pending', 'retrying')
+    SET payload = CASE WHEN fe.source_rank < EXCLUDED.source_rank THEN EXCLUDED.payload ELSE fe.payload END,
+        source = CASE WHEN fe.source_rank < EXCLUDED.source_rank THEN EXCLUDED.source ELSE fe.source END,
+        exception_type = CASE WHEN fe.source_rank < EXCLUDED.source_rank
+                              THEN COALESCE(EXCLUDED.exception_type, fe.exception_type)
+                              ELSE fe.exception_type END,
+        source_rank = GREATEST(fe.source_rank, EXCLUDED.source_rank),
+        -- a person's decision wins whichever report arrives first
+        status = CASE WHEN 'manual' IN (fe.status, EXCLUDED.status) THEN 'manual' ELSE fe.status END,
+        updated_at = now()
+    WHERE (fe.source_rank < EXCLUDED.source_rank OR EXCLUDED.status = 'manual')
+          AND fe.claimed_at IS NULL AND fe.status IN ('pending', 'retrying', 'manual')
 RETURNING id, (xmax = 0) AS inserted
 """
 
@@ -51,7 +58,12 @@ class Captured:
 
 def record_failure(conn: psycopg.Connection, record: FailureRecord, *, diagnose_retries: bool) -> Captured:
     """Store one failed try; NOTIFY fires on commit (database trigger) for pending rows."""
-    status = "retrying" if record.will_retry and not diagnose_retries else "pending"
+    if record.manually_failed:
+        status = "manual"
+    elif record.will_retry and not diagnose_retries:
+        status = "retrying"
+    else:
+        status = "pending"
     params: dict[str, Any] = {
         "dag_id": record.dag_id,
         "run_id": record.run_id,

@@ -24,6 +24,9 @@ FailureSource = Literal["task", "scheduler", "api-server", "sweep", "external"]
 #: Higher is richer: the task process has the real exception and traceback.
 SOURCE_RANK: dict[str, int] = {"task": 3, "sweep": 2, "api-server": 1, "scheduler": 1, "external": 0}
 
+#: What Airflow's api-server passes as the error when a person sets a task instance to failed.
+MANUAL_FAILURE_MARKER = "state was manually set to"
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -38,6 +41,7 @@ class FailureRecord(BaseModel):
     max_tries: int | None = None
     state: Literal["failed", "up_for_retry"] = "failed"
     will_retry: bool = False
+    manually_failed: bool = False  # a person set the state; recorded, never diagnosed
     operator: str | None = None
     queue: str | None = None
     hostname: str | None = None
@@ -223,6 +227,7 @@ def build_record(
         max_tries=max_tries,
         state=state,  # type: ignore[arg-type]
         will_retry=state == "up_for_retry",
+        manually_failed=isinstance(error, str) and MANUAL_FAILURE_MARKER in error,
         operator=_to_str(operator),
         queue=_to_str(_attr(task_instance, "queue")),
         hostname=_to_str(_attr(task_instance, "hostname")),

@@ -163,3 +163,22 @@ def test_migrations_are_idempotent_and_edits_are_refused(embedded, it_db, monkey
 
         conn.execute("UPDATE medic.schema_migrations SET checksum = %s WHERE version = 1", (available()[0].checksum,))
         conn.commit()
+
+
+def test_manual_failures_are_recorded_but_never_pending(it_conn) -> None:
+    manual = record(source="api-server").model_copy(update={"manually_failed": True})
+    event = outbox.record_failure(it_conn, manual, diagnose_retries=True)
+    assert _status(it_conn, event.event_id) == "manual"
+    assert outbox.claim_pending(it_conn, owner="run", lease_seconds=60, max_attempts=5) == []
+
+
+@pytest.mark.parametrize("manual_first", [True, False])
+def test_a_manual_mark_wins_in_either_order_and_the_richer_evidence_stays(it_conn, manual_first) -> None:
+    manual = record(source="api-server", message="manually set").model_copy(update={"manually_failed": True})
+    task = record(source="task", message="the real exception")
+    for report in [manual, task] if manual_first else [task, manual]:
+        outbox.record_failure(it_conn, report, diagnose_retries=False)
+    status, source, message = it_conn.execute(
+        "SELECT status, source, payload->>'error_message' FROM medic.failure_events"
+    ).fetchone()
+    assert (status, source, message) == ("manual", "task", "the real exception")

@@ -112,3 +112,9 @@ def test_no_control_character_survives_in_any_field_whatever_built_the_record() 
     assert "payload dump:" in record.log_tail and "\x00" not in record.log_tail
     direct = record.model_copy(update={"error_message": "a\x00b"})
     assert "\x00" not in type(record).model_validate(direct.model_dump()).error_message
+
+
+def test_a_person_marking_a_task_failed_is_flagged_as_manual() -> None:
+    error = "TaskInstance's state was manually set to `failed`."
+    assert build_record(FakeTaskInstance(), error, source="api-server").manually_failed
+    assert not build_record(FakeTaskInstance(), _raise(RuntimeError("x")), source="task").manually_failed
