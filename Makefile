@@ -3,8 +3,9 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
-# Local wheel folders (e.g. a CPU torch build) that uv should see, when the machine has them.
-FIND_LINKS := $(foreach d,/opt/wheels,$(if $(wildcard $(d)),--find-links $(d)))
+# A local CPU build of torch, where the machine has one: installed first, so that nothing pulls
+# the registry's CUDA build (several GB) into an environment that has no GPU.
+TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl))
 
 .PHONY: install demo test test-fast lint format bench-latency stack-up stack-down clean
 
@@ -13,7 +14,8 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check uv
-	$(UV) pip install --python $(PY) $(FIND_LINKS) -r requirements.txt -e ".[embedded,dev]"
+	$(if $(TORCH_WHEEL),$(UV) pip install --python $(PY) $(TORCH_WHEEL))
+	$(UV) pip install --python $(PY) -r requirements.txt -e ".[embedded,embeddings,dev]"
 	@touch $@
 
 demo: install

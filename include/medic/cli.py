@@ -176,6 +176,37 @@ def _wait_filed(timeout: float) -> None:
     say("medic demo: some failure events are still pending; see the medic_diagnose runs")
 
 
+# ---- eval ----------------------------------------------------------------------------------------
+def cmd_eval(args: argparse.Namespace) -> int:
+    from medic import config, db
+    from medic.embedding import get_embedder
+    from medic.evaluate import evaluate, load_cases
+    from medic.knowledge import load_runbooks
+
+    cases = load_cases(args.cases)
+    runbooks = load_runbooks()
+    stack = make_stack(args)
+    conn_id = config.get("conn_id")
+    started_postgres = False
+    if f"AIRFLOW_CONN_{conn_id.upper()}" in os.environ:
+        conn = db.connect(conn_id, application_name="medic-eval")
+    else:  # no medic_db configured: the embedded PostgreSQL, started here if needed
+        started_postgres = not stack.postgres_running()
+        stack.start_postgres()
+        stack.migrate_medic("medic")
+        conn = stack.connect_postgres("medic")
+    try:
+        with conn:
+            result = evaluate(conn, get_embedder(), runbooks, cases, leave_one_out=args.leave_one_out)
+    finally:
+        if started_postgres:
+            stack.stop_postgres()
+    if not args.details:
+        result.pop("cases")
+    say(json.dumps(result, default=str))
+    return 0
+
+
 # ---- bench ---------------------------------------------------------------------------------------
 def cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
     from medic.stack import project_root
@@ -209,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     incidents.add_argument("--json", action="store_true")
     demo = sub.add_parser("demo", help="start the stack, run failing example pipelines, show what medic saw")
     demo.add_argument("--exit", action="store_true", help="stop the stack at the end instead of waiting")
+    evaluation = sub.add_parser("eval", help="measure the diagnosis on labelled cases (JSON lines)")
+    evaluation.add_argument("--cases", required=True, help="JSON lines with id, log and optional labels")
+    evaluation.add_argument(
+        "--leave-one-out", action="store_true", help="also use the other labelled cases as verified past incidents"
+    )
+    evaluation.add_argument("--details", action="store_true", help="include every case's result")
     bench = sub.add_parser("bench", help="run a benchmark from bench/ (last output line is JSON)")
     bench.add_argument("name")
     return parser
@@ -222,7 +259,13 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_bench(args, extra)
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    handler = {"stack": cmd_stack, "migrate": cmd_migrate, "incidents": cmd_incidents, "demo": cmd_demo}
+    handler = {
+        "stack": cmd_stack,
+        "migrate": cmd_migrate,
+        "incidents": cmd_incidents,
+        "demo": cmd_demo,
+        "eval": cmd_eval,
+    }
     return handler[args.command](args)
 
 

@@ -40,6 +40,15 @@ DEFAULTS: dict[str, str] = {
     "max_claim_attempts": "5",
     # Extra DAG ids to never capture, comma separated.
     "skip_dag_ids": "",
+    # Sentence-transformers model: a name or a local path. The default loads offline.
+    "embedding_model": "sentence-transformers/all-MiniLM-L6-v2",
+    # auto: CUDA with fp16 when a GPU is present, else CPU. Or cpu, cuda, cuda:1, ...
+    "embedding_device": "auto",
+    "embedding_batch_size": "32",
+    # Folder of runbook markdown files; empty: the runbooks shipped with the package.
+    "runbooks_path": "",
+    # Neighbours retrieved per incident (exact fingerprint matches first, then vectors).
+    "retrieval_top_k": "8",
 }
 
 

@@ -31,11 +31,15 @@ _MASKS: list[tuple[re.Pattern[str], str]] = [
 
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line \d+, in (?P<func>[\w<>.]+)')
 _LIBRARY_PATH = re.compile(r"(site-packages|dist-packages|/lib/python\d|<frozen )")
+_SUFFIXES = r"(?:Error|Exception|Exit|Interrupt|Warning|Timeout|Failure|Fault|Refused|Denied|NotFound|Conflict)"
+# `pkg.module.Name: message` (any dotted name whose last part is capitalised) or a bare `NameError: ...`,
+# at the start of a line or after a log prefix ("ERROR - ", "| ", "Caused by: ").
 _EXCEPTION_LINE = re.compile(
-    r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Timeout|"
-    r"Failure|Fault|Refused|Denied|NotFound|Invalid\w*)):\s?(?P<msg>.*)$",
+    r"(?:^|(?<=[\s|(>-]))(?P<type>(?:[a-z_][\w]*\.)+[A-Z][\w$]*|[A-Z][\w]*" + _SUFFIXES + r")"
+    r": (?P<msg>[^\n]*)$",
     re.M,
 )
+_NOT_EXCEPTIONS = re.compile(r"^(?:https?|file|s3|gs|hdfs)$|\.(?:py|java|scala|sql|log)$")
 
 
 def message_template(message: str, limit: int = 300) -> str:
@@ -58,11 +62,19 @@ def user_frames(traceback_text: str, keep: int = 3) -> list[str]:
 
 def last_exception(text: str) -> tuple[str | None, str]:
     """The last ``Type: message`` line in a traceback or log, for records without an object."""
-    matches = list(_EXCEPTION_LINE.finditer(text or ""))
-    if not matches:
-        return None, ""
-    last = matches[-1]
-    return last.group("type"), last.group("msg")
+    for match in reversed(list(_EXCEPTION_LINE.finditer(text or ""))):
+        if not _NOT_EXCEPTIONS.search(match.group("type")):
+            return match.group("type"), match.group("msg").strip()
+    return None, ""
+
+
+def last_error_line(text: str) -> str:
+    """The last line that says something went wrong; the template of last resort."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    for line in reversed(lines):
+        if re.search(r"(?i)error|exception|fail|denied|refused|killed|timed? ?out|not found|exceeded", line):
+            return line
+    return lines[-1] if lines else ""
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,11 @@ class Signature:
         return f"{self.exception_type}: {self.template}" + (f" @ {frames}" if frames else "")
 
     @property
+    def specific(self) -> bool:
+        """False when nothing identifying was found: such signatures must not match each other."""
+        return self.exception_type != "UnknownError" or bool(self.template) or bool(self.frames)
+
+    @property
     def fingerprint(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()[:16]
 
@@ -86,5 +103,7 @@ def signature(exception_type: str | None, message: str, traceback_text: str = ""
         found_type, found_message = last_exception(traceback_text)
         exception_type = exception_type or found_type
         message = message or found_message
+    if not exception_type and not message:
+        message = last_error_line(traceback_text)
     short_type = (exception_type or "UnknownError").rsplit(".", 1)[-1]
     return Signature(short_type, message_template(message or ""), tuple(user_frames(traceback_text)))

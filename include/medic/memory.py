@@ -1,0 +1,71 @@
+"""The failure-memory path shared by medic_diagnose and `medic eval`: one code path for both.
+
+failure text -> scrub -> evidence -> fingerprint -> embed -> hybrid retrieval -> diagnosis.
+Also the knowledge refresh: runbooks embedded and upserted, stale entries and other models'
+vectors pruned, so a change of embedding model re-embeds everything.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psycopg
+
+from medic import config, knowledge
+from medic.diagnosis import Decision, Thresholds, diagnose_from_retrieval
+from medic.embedding import Embedder
+from medic.evidence import Evidence, extract
+from medic.fingerprint import signature
+from medic.knowledge import Match, Runbook
+from medic.scrub import scrub
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A failure made ready for retrieval: scrubbed text, evidence and fingerprint."""
+
+    text: str
+    evidence: Evidence
+    fingerprint: str | None  # None when the signature is too vague to match exactly
+    embedding_text: str
+
+
+def prepare(text: str, exception_type: str | None = None, message: str = "") -> Prepared:
+    clean = scrub(text)
+    evidence = extract(clean, exception_type, scrub(message))
+    sig = signature(evidence.exception_type, evidence.message, clean)
+    return Prepared(clean, evidence, sig.fingerprint if sig.specific else None, evidence.embedding_text())
+
+
+def diagnose_prepared(
+    conn: psycopg.Connection,
+    embedder: Embedder,
+    runbooks: Sequence[Runbook],
+    items: Sequence[Prepared],
+    *,
+    exclude_keys: Sequence[Sequence[str]] | None = None,
+    thresholds: Thresholds | None = None,
+) -> list[tuple[Decision, list[Match]]]:
+    """Diagnose a batch (one embedding call for all of them)."""
+    vectors = embedder.encode([p.embedding_text for p in items])
+    k = config.get_int("retrieval_top_k")
+    results = []
+    for index, (item, vector) in enumerate(zip(items, vectors, strict=True)):
+        excluded = list(exclude_keys[index]) if exclude_keys else []
+        matches = knowledge.retrieve(
+            conn, embedder, fingerprint=item.fingerprint, vector=vector, k=k, exclude_keys=excluded
+        )
+        results.append((diagnose_from_retrieval(item.evidence, item.text, matches, runbooks, thresholds), matches))
+    return results
+
+
+def refresh_runbooks(conn: psycopg.Connection, embedder: Embedder, runbooks: Sequence[Runbook]) -> dict[str, int]:
+    entries = [entry for book in runbooks for entry in book.entries()]
+    counts = knowledge.upsert(conn, embedder, entries)
+    counts["pruned"] = knowledge.prune(conn, embedder, kind="runbook", keep_keys=[e.source_key for e in entries])
+    log.info("medic: runbooks refreshed: %s", counts)
+    return counts
