@@ -1,7 +1,8 @@
-"""medic_diagnose: every failure in the deployment, claimed, grouped into incidents, recorded.
+"""medic_diagnose: every failure in the deployment, claimed, grouped into incidents, diagnosed.
 
 Scheduled on the asset ``medic_task_failures``, whose watcher turns the failure outbox into
-asset events. Later steps (scrub, embed, retrieve, generate, decide, remediate) join here.
+asset events. New incidents are diagnosed from failure memory (scrub, fingerprint, embed,
+retrieve runbooks and verified incidents); generation, approval and remediation join here.
 """
 
 from __future__ import annotations
@@ -39,7 +40,13 @@ def medic_diagnose():
 
         return pipeline.file_incidents(event_ids, owner=get_current_context()["run_id"])
 
-    file_incidents(claim_failure_events())
+    @task
+    def diagnose_incidents(filing: dict) -> dict:
+        from medic import pipeline
+
+        return pipeline.diagnose_incidents(filing)
+
+    diagnose_incidents(file_incidents(claim_failure_events()))
 
 
 medic_diagnose()

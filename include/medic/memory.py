@@ -69,3 +69,16 @@ def refresh_runbooks(conn: psycopg.Connection, embedder: Embedder, runbooks: Seq
     counts["pruned"] = knowledge.prune(conn, embedder, kind="runbook", keep_keys=[e.source_key for e in entries])
     log.info("medic: runbooks refreshed: %s", counts)
     return counts
+
+
+def ensure_runbooks(conn: psycopg.Connection, embedder: Embedder, runbooks: Sequence[Runbook]) -> bool:
+    """Seed the runbooks for this model if they are not all there (first run, model change)."""
+    expected = sum(1 + len(book.examples) for book in runbooks)
+    have = conn.execute(
+        "SELECT count(*) FROM medic.knowledge WHERE kind = 'runbook' AND model_id = %s AND model_revision = %s",
+        (embedder.model_id, embedder.revision),
+    ).fetchone()[0]
+    if have == expected:
+        return False
+    refresh_runbooks(conn, embedder, runbooks)
+    return True

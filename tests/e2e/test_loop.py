@@ -171,3 +171,37 @@ def test_a_tight_burst_of_30_captures_is_filed_exactly(stack, monkeypatch) -> No
         (run_id,),
     )[0][0]
     print(f"tight burst: 30 failures captured within {float(spread):.2f} s")
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "expected_class", "expected_action"),
+    [("demo_missing_input", "missing_input", "fix_data"), ("demo_buggy_transform", "code_bug", "fix_code")],
+)
+def test_new_incidents_are_diagnosed_from_failure_memory(
+    stack, client, dag_id, expected_class, expected_action
+) -> None:
+    run_id = client.trigger(dag_id)
+    client.wait_for_run(dag_id, run_id)
+    (event,) = wait_for(
+        lambda: (e := events_of_run(stack, dag_id, run_id)) and settled(e, 1) and e, 90, "the failure to be filed"
+    )
+    rows = wait_for(
+        lambda: query(
+            stack,
+            "SELECT d.error_class, d.action, d.automatic, d.neighbours, i.status FROM medic.diagnoses d"
+            " JOIN medic.incidents i ON i.id = d.incident_id WHERE d.incident_id = %s",
+            (event["incident_id"],),
+        ),
+        180,
+        "the incident's diagnosis",
+    )
+    assert len(rows) == 1  # diagnosed once, however many events join the incident
+    error_class, action, automatic, similar, status = rows[0]
+    assert (error_class, action, automatic, status) == (expected_class, expected_action, False, "diagnosed")
+    assert similar and all(0 <= s["similarity"] <= 1.0001 for s in similar)
+    leaked = query(
+        stack,
+        "SELECT count(*) FROM medic.diagnoses WHERE diagnosis::text LIKE %s OR neighbours::text LIKE %s",
+        (f"%{PLANTED_PASSWORD}%", f"%{PLANTED_PASSWORD}%"),
+    )
+    assert leaked == [(0,)]
