@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from medic import config
-from medic.records import FailureRecord, FailureSource, build_record, read_log_tail
+from medic.records import FailureRecord, FailureSource, build_record, mask_registered_secrets, read_log_tail
 
 log = logging.getLogger("medic.capture")
 
@@ -113,6 +113,7 @@ def _capture(task_instance: Any, error: Any, source: FailureSource, *, deadline:
         log_tail=log_tail,
         traceback_chars=config.get_int("traceback_chars"),
     )
+    record = mask_registered_secrets(record)
     remaining = max(0.5, deadline - time.monotonic())
     with db.connect(
         config.get("conn_id"),

@@ -22,6 +22,10 @@ REFUSING_ENDPOINT = "http://127.0.0.1:9/v1/orders"
 #: A planted credential: it appears in the task's log and error, never downstream of capture.
 PLANTED_PASSWORD = "medic-planted-Pa55word"
 WAREHOUSE_DSN = f"postgresql://loader:{PLANTED_PASSWORD}@127.0.0.1:9/warehouse"
+#: A planted API key kept in the Connection ``demo_partner_api``; no scrubbing pattern knows its
+#: shape, so only Airflow's secrets masker (which saw the Connection) can catch it.
+PLANTED_API_KEY = "Zq7-unguessable-71"
+PARTNER_CONNECTION = {"conn_type": "http", "host": "127.0.0.1", "port": 9, "password": PLANTED_API_KEY}
 
 
 def fetch_orders(endpoint: str, try_number: int, flaky_until_try: int) -> list[dict[str, Any]]:
@@ -106,3 +110,12 @@ def wait_for_export(seconds: int) -> None:
         if waited % 30 == 0:
             log.info("waiting for the upstream export (%ss so far)", waited)
         time.sleep(1)
+
+
+def call_partner_api(conn_id: str = "demo_partner_api") -> None:
+    """A client library that echoes the rejected key in its error (some do)."""
+    from airflow.sdk import BaseHook
+
+    connection = BaseHook.get_connection(conn_id)
+    log.info("calling the partner API at %s", connection.host)
+    raise PermissionError(f"partner API rejected key {connection.password} for account acme (HTTP 403)")

@@ -162,6 +162,25 @@ def render_log(text: str) -> str:
     return "\n".join(out)
 
 
+def mask_registered_secrets(record: FailureRecord) -> FailureRecord:
+    """Replace every value Airflow's secrets masker knows in this process: the passwords and
+    sensitive extras of Connections and the values of sensitive Variables the task fetched."""
+    try:
+        from airflow.sdk.log import redact
+    except ImportError:  # pragma: no cover - an Airflow without the task SDK
+        return record
+    placeholder = "[REDACTED:sensitive_value]"
+    updates = {}
+    for name in ("error_message", "traceback", "log_tail"):
+        value = getattr(record, name)
+        if value:
+            try:
+                updates[name] = redact(value, replacement=placeholder)
+            except Exception:  # a masker problem must not cost the failure record
+                record.capture_notes.append(f"secrets masker failed on {name}")
+    return record.model_copy(update=updates) if updates else record
+
+
 def _attr(obj: Any, name: str, default: Any = None) -> Any:
     try:
         value = getattr(obj, name, default)

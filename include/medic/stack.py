@@ -233,6 +233,8 @@ class Stack:
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "AIRFLOW__OPENLINEAGE__DISABLED": "True",
             "AIRFLOW_CONN_MEDIC_DB": json.dumps(self.medic_conn()),
+            # a demo Connection for the example pipelines (a planted, fake key)
+            "AIRFLOW_CONN_DEMO_PARTNER_API": json.dumps(_demo_partner_connection()),
             "AIRFLOW__MEDIC__CONN_ID": "medic_db",
             "AIRFLOW__MEDIC__TRIGGER_POLL_SECONDS": "5",
             "MEDIC_STACK_HOME": str(self.home),
@@ -402,6 +404,12 @@ class Stack:
                 last = f"{type(exc).__name__}: {exc}"
             time.sleep(1)
         raise StackError(f"stack not healthy after {timeout:.0f}s ({last}); logs in {self.log_dir}")
+
+
+def _demo_partner_connection() -> dict[str, Any]:
+    from medic.examples import PARTNER_CONNECTION
+
+    return PARTNER_CONNECTION
 
 
 def _quote(value: str) -> str:

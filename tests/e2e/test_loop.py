@@ -205,3 +205,32 @@ def test_new_incidents_are_diagnosed_from_failure_memory(
         (f"%{PLANTED_PASSWORD}%", f"%{PLANTED_PASSWORD}%"),
     )
     assert leaked == [(0,)]
+
+
+def test_a_connection_secret_echoed_by_a_client_never_leaves_the_task(stack, client) -> None:
+    from medic.examples import PLANTED_API_KEY
+
+    run_id = client.trigger("demo_partner_api")
+    client.wait_for_run("demo_partner_api", run_id)
+    (event,) = wait_for(
+        lambda: (e := events_of_run(stack, "demo_partner_api", run_id)) and settled(e, 1) and e,
+        90,
+        "the failure to be filed",
+    )
+    assert "partner API rejected key [REDACTED:sensitive_value]" in event["payload"]["error_message"]
+    wait_for(
+        lambda: query(stack, "SELECT 1 FROM medic.diagnoses WHERE incident_id = %s", (event["incident_id"],)),
+        180,
+        "the diagnosis",
+    )
+    for table, column in [
+        ("failure_events", "payload"),
+        ("incidents", "error_message"),
+        ("diagnoses", "diagnosis"),
+        ("diagnoses", "neighbours"),
+        ("knowledge", "text"),
+    ]:
+        leaked = query(
+            stack, f"SELECT count(*) FROM medic.{table} WHERE {column}::text LIKE %s", (f"%{PLANTED_API_KEY}%",)
+        )
+        assert leaked == [(0,)], f"the planted key leaked into medic.{table}.{column}"

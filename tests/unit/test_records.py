@@ -118,3 +118,18 @@ def test_a_person_marking_a_task_failed_is_flagged_as_manual() -> None:
     error = "TaskInstance's state was manually set to `failed`."
     assert build_record(FakeTaskInstance(), error, source="api-server").manually_failed
     assert not build_record(FakeTaskInstance(), _raise(RuntimeError("x")), source="task").manually_failed
+
+
+def test_values_known_to_airflows_secrets_masker_are_removed() -> None:
+    from airflow.sdk.log import mask_secret
+
+    from medic.records import mask_registered_secrets
+
+    mask_secret("an-unpatterned-credential-42")  # what the SDK does when a task fetches a Connection
+    error = _raise(PermissionError("rejected an-unpatterned-credential-42"))
+    record = mask_registered_secrets(
+        build_record(FakeTaskInstance(), error, source="task", log_tail="using an-unpatterned-credential-42\n")
+    )
+    dumped = record.model_dump_json()
+    assert "an-unpatterned-credential-42" not in dumped
+    assert "[REDACTED:sensitive_value]" in record.error_message
