@@ -84,9 +84,11 @@ def fetch_incidents(limit: int = 50) -> list[dict[str, Any]]:
 
     with db.connect(config.get("conn_id"), application_name="medic-cli") as conn:
         cursor = conn.execute(
-            "SELECT id, status, dag_id, task_id, exception_type, event_count, signature,"
-            " left(error_message, 160) AS error, first_failed_at FROM medic.incidents"
-            " ORDER BY id DESC LIMIT %s",
+            "SELECT i.id, i.status, i.dag_id, i.task_id, i.exception_type, i.event_count, i.signature,"
+            " left(i.error_message, 160) AS error, i.first_failed_at, d.error_class, d.action, d.confidence,"
+            " d.automatic FROM medic.incidents i LEFT JOIN LATERAL (SELECT * FROM medic.diagnoses"
+            " WHERE incident_id = i.id ORDER BY created_at DESC LIMIT 1) d ON true"
+            " ORDER BY i.id DESC LIMIT %s",
             (limit,),
         )
         names = [c.name for c in cursor.description]
@@ -108,6 +110,12 @@ def print_incidents(rows: list[dict[str, Any]]) -> None:
         say(f"  #{row['id']:<4} {row['status']:<10} {row['dag_id']}.{row['task_id']}  x{row['event_count']}")
         first_line = (row["error"] or "").splitlines()[0] if row["error"] else ""
         say(f"        {row['exception_type']}: {first_line}")
+        if row.get("error_class"):
+            who = "automatic" if row["automatic"] else "needs a person"
+            say(
+                f"        diagnosis: {row['error_class']} -> {row['action']} "
+                f"(confidence {row['confidence']:.2f}, {who})"
+            )
 
 
 def cmd_incidents(args: argparse.Namespace) -> int:
@@ -145,6 +153,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             state = client.wait_for_run(dag_id, run_id, timeout=240)
             say(f"  {dag_id:<24} {state}")
         _wait_filed(timeout=120)
+        _wait_diagnosed(timeout=180)
         say("\nmedic demo: what medic captured (newest first):")
         say(f"  failure events by status: {fetch_event_counts()}  (retrying = Airflow retried it itself)")
         print_incidents(fetch_incidents(20))
@@ -165,6 +174,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         stack.down()
         say("medic demo: stopped. Run `make demo` again to start over where you left off.")
+
+
+def _wait_diagnosed(timeout: float) -> None:
+    from medic import config, db
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with db.connect(config.get("conn_id"), application_name="medic-cli") as conn:
+            if conn.execute("SELECT count(*) FROM medic.incidents WHERE status = 'open'").fetchone()[0] == 0:
+                return
+        time.sleep(2)
+    say("medic demo: some incidents are not diagnosed yet; see the medic_diagnose runs")
 
 
 def _wait_filed(timeout: float) -> None:
