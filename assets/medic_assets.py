@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from airflow.sdk import Asset, AssetWatcher
 
-from medic.triggers import FailureEventTrigger
+from medic.triggers import FailureEventTrigger, RunbookChangeTrigger
 
 #: Every failed task in the deployment becomes an event on this asset (via the outbox).
 MEDIC_TASK_FAILURES = Asset(
@@ -14,8 +14,14 @@ MEDIC_TASK_FAILURES = Asset(
     watchers=[AssetWatcher(name="medic_failure_outbox", trigger=FailureEventTrigger())],
 )
 
-#: The knowledge base (runbooks and verified resolutions); updated by medic_knowledge_refresh.
-MEDIC_KNOWLEDGE = Asset(name="medic_knowledge", uri="medic://knowledge", group="medic")
+#: The knowledge base's sources: changes when a runbook changes (watcher) or a resolution is
+#: verified (an outlet); medic_knowledge_refresh re-embeds on every change.
+MEDIC_KNOWLEDGE = Asset(
+    name="medic_knowledge",
+    uri="medic://knowledge",
+    group="medic",
+    watchers=[AssetWatcher(name="medic_runbook_changes", trigger=RunbookChangeTrigger())],
+)
 
 #: The remediation log; medic_diagnose's outlet once it decides or applies a fix.
 MEDIC_REMEDIATIONS = Asset(name="medic_remediations", uri="medic://remediations", group="medic")

@@ -36,11 +36,17 @@ def stack_home(request: pytest.FixtureRequest) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def embedded(stack_home: Path) -> Iterator[Stack]:
     """The session's embedded stack handle; PostgreSQL started, Airflow not (yet)."""
+    runbooks = stack_home / "runbooks"  # the stack's own copy: tests may edit it
+    shutil.copytree(Path(__file__).resolve().parents[1] / "include" / "runbooks", runbooks)
     stack = Stack(
         home=stack_home,
         api_port=free_port(),
-        # recover a SIGKILLed triggerer's watcher sooner than the 30 s default
-        extra_env={"AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "15"},
+        extra_env={
+            # recover a SIGKILLed triggerer's watcher sooner than the 30 s default
+            "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "15",
+            "AIRFLOW__MEDIC__RUNBOOKS_PATH": str(runbooks),
+            "AIRFLOW__MEDIC__RUNBOOK_POLL_SECONDS": "2",
+        },
     )
     stack.start_postgres()
     yield stack

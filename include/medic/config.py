@@ -47,6 +47,8 @@ DEFAULTS: dict[str, str] = {
     "embedding_batch_size": "32",
     # Folder of runbook markdown files; empty: the runbooks shipped with the package.
     "runbooks_path": "",
+    # How often the runbook watcher looks for changed runbooks.
+    "runbook_poll_seconds": "60",
     # Neighbours retrieved per incident (exact fingerprint matches first, then vectors).
     "retrieval_top_k": "8",
 }

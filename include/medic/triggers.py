@@ -95,3 +95,54 @@ class FailureEventTrigger(BaseEventTrigger):
 def _preview(ids: list[int], limit: int = 10) -> str:
     shown = ", ".join(map(str, ids[:limit]))
     return shown + (f", ... (+{len(ids) - limit})" if len(ids) > limit else "")
+
+
+def runbook_digest(directory: str) -> str:
+    """A digest of the runbook folder's files (names, sizes, contents): changes when a runbook does."""
+    import hashlib
+    from pathlib import Path
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(directory).glob("*.md")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+class RunbookChangeTrigger(BaseEventTrigger):
+    """Fires when the runbook folder changes, so the knowledge asset changes with its runbooks.
+
+    The first look only takes a baseline (runbooks are seeded on first use and daily anyway);
+    every later change fires one event carrying the new digest.
+    """
+
+    def __init__(self, directory: str | None = None, poll_seconds: float | None = None) -> None:
+        super().__init__()
+        self.directory = directory or config.get("runbooks_path") or None
+        self.poll_seconds = float(
+            poll_seconds if poll_seconds is not None else config.get_float("runbook_poll_seconds")
+        )
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"directory": self.directory, "poll_seconds": self.poll_seconds},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from medic.knowledge import runbook_dir
+
+        directory = self.directory or str(runbook_dir())
+        seen = await asyncio.to_thread(runbook_digest, directory)
+        self.log.info("medic: watching runbooks in %s", directory)
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            try:
+                current = await asyncio.to_thread(runbook_digest, directory)
+            except OSError as exc:
+                self.log.warning("medic: cannot read runbooks in %s: %s", directory, exc)
+                continue
+            if current != seen:
+                seen = current
+                self.log.info("medic: runbooks changed in %s", directory)
+                yield TriggerEvent({"runbooks_digest": current, "directory": directory})

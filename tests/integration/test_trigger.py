@@ -75,3 +75,29 @@ def test_trigger_survives_a_database_restart(embedded, it_conn, it_db) -> None:
     first_id, first, second_id, second = asyncio.run(scenario())
     assert first.payload["event_ids"] == [first_id]
     assert second.payload["event_ids"] == [second_id]
+
+
+def test_runbook_changes_fire_and_an_unchanged_folder_does_not(tmp_path) -> None:
+    from medic.triggers import RunbookChangeTrigger
+
+    (tmp_path / "timeout.md").write_text("---\nerror_class: timeout\n---\nv1")
+
+    async def scenario():
+        gen = RunbookChangeTrigger(directory=str(tmp_path), poll_seconds=0.2).run()
+        quiet = asyncio.ensure_future(_next_event(gen, 1.0))
+        try:
+            await quiet
+            fired_without_change = True
+        except asyncio.TimeoutError:
+            fired_without_change = False
+        gen = RunbookChangeTrigger(directory=str(tmp_path), poll_seconds=0.2).run()
+        waiter = asyncio.ensure_future(_next_event(gen, 5))
+        await asyncio.sleep(0.5)
+        (tmp_path / "timeout.md").write_text("---\nerror_class: timeout\n---\nv2")
+        event = await waiter
+        await gen.aclose()
+        return fired_without_change, event
+
+    fired_without_change, event = asyncio.run(scenario())
+    assert not fired_without_change
+    assert len(event.payload["runbooks_digest"]) == 64 and event.payload["directory"] == str(tmp_path)
