@@ -75,3 +75,12 @@ def stack(embedded: Stack) -> Iterator[Stack]:
     """The real thing: PostgreSQL + Airflow api-server, scheduler, dag-processor, triggerer."""
     embedded.up(timeout=300)
     yield embedded
+
+
+@pytest.fixture
+def kb_conn(embedded: Stack, it_db: str) -> Iterator[psycopg.Connection]:
+    """A connection to the integration database with an empty knowledge table."""
+    with embedded.connect_postgres(IT_DATABASE) as conn:
+        conn.execute("TRUNCATE medic.knowledge RESTART IDENTITY")
+        conn.commit()
+        yield conn

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from medic.airflow_rest import AirflowClient
 from medic.stack import COMPONENTS
 
 
@@ -14,3 +15,11 @@ def all_components_running(stack):
     if any(stack.pid(name) is None for name in COMPONENTS):
         pytest.fail("a stack component died and could not be restarted")
     yield
+
+
+@pytest.fixture(scope="module")
+def client(stack):
+    """A REST client of the stack's api-server, logged in as the admin user."""
+    client = AirflowClient.for_stack(stack)
+    yield client
+    client.close()

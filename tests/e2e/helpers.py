@@ -39,3 +39,12 @@ def events_of_run(stack: Stack, dag_id: str, run_id: str) -> list[dict[str, Any]
 def settled(events: list[dict[str, Any]], expected: int) -> bool:
     """All expected events captured and none still waiting to be filed."""
     return len(events) == expected and all(e["status"] in ("processed", "retrying", "invalid") for e in events)
+
+
+def wait_filed(stack: Stack, dag_id: str, run_id: str, expected: int, timeout: float = 90) -> list[dict[str, Any]]:
+    """Wait until the run's ``expected`` failures are captured and none is left to file."""
+    return wait_for(
+        lambda: (e := events_of_run(stack, dag_id, run_id)) and settled(e, expected) and e,
+        timeout,
+        f"{expected} failure(s) of {dag_id} to be filed",
+    )

@@ -7,17 +7,9 @@ import signal
 
 import pytest
 
-from medic.airflow_rest import AirflowClient
-from tests.e2e.helpers import events_of_run, query, settled, wait_for
+from tests.e2e.helpers import events_of_run, query, settled, wait_filed, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def client(stack):
-    client = AirflowClient.for_stack(stack)
-    yield client
-    client.close()
 
 
 def _burst_event_total(stack) -> int:
@@ -51,16 +43,8 @@ def test_triggerer_killed_mid_burst_every_event_is_filed_exactly_once(stack, cli
         if stack.pid("triggerer") is None:
             stack.start_component("triggerer")
 
-    burst = wait_for(
-        lambda: (e := events_of_run(stack, "demo_burst", run_id)) and settled(e, 12) and e,
-        180,
-        "the restarted triggerer to get every stranded event filed",
-    )
-    late = wait_for(
-        lambda: (e := events_of_run(stack, "demo_missing_input", late_run)) and settled(e, 1) and e,
-        60,
-        "the late failure to be filed",
-    )
+    burst = wait_filed(stack, "demo_burst", run_id, 12, 180)
+    late = wait_filed(stack, "demo_missing_input", late_run, 1, 60)
     assert all(e["status"] == "processed" and e["incident_id"] and e["processed_by"] for e in burst + late)
     assert _burst_event_total(stack) - before == 12  # each event counted once, none twice
 
@@ -75,11 +59,7 @@ def test_bad_inputs_are_captured_bounded_and_the_loop_keeps_running(stack, clien
     )[0:1][0]
     run_id = client.trigger("demo_bad_inputs")  # 20 MB of log, binary bytes, an unprintable error
     assert client.wait_for_run("demo_bad_inputs", run_id, timeout=300) == "failed"
-    events = wait_for(
-        lambda: (e := events_of_run(stack, "demo_bad_inputs", run_id)) and settled(e, 3) and e,
-        120,
-        "the three hostile failures to be filed",
-    )
+    events = wait_filed(stack, "demo_bad_inputs", run_id, 3, 120)
     by_task = {e["task_id"]: e for e in events}
     assert all(e["status"] == "processed" for e in events)
 

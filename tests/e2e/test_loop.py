@@ -6,28 +6,16 @@ import json
 
 import pytest
 
-from medic.airflow_rest import AirflowClient
 from medic.examples import PLANTED_PASSWORD
-from tests.e2e.helpers import events_of_run, query, settled, wait_for
+from tests.e2e.helpers import events_of_run, query, wait_filed, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def client(stack):
-    client = AirflowClient.for_stack(stack)
-    yield client
-    client.close()
 
 
 def test_a_failed_task_becomes_an_incident_with_ids_error_and_log_tail(stack, client) -> None:
     run_id = client.trigger("demo_warehouse_load")
     assert client.wait_for_run("demo_warehouse_load", run_id) == "failed"
-    events = wait_for(
-        lambda: (e := events_of_run(stack, "demo_warehouse_load", run_id)) and settled(e, 1) and e,
-        90,
-        "the failure to be filed",
-    )
+    events = wait_filed(stack, "demo_warehouse_load", run_id, 1, 90)
     event = events[0]
     assert event["status"] == "processed" and event["try_number"] == 1
     payload = event["payload"]
@@ -66,11 +54,7 @@ def test_a_failed_task_becomes_an_incident_with_ids_error_and_log_tail(stack, cl
 def test_tries_airflow_retries_itself_are_recorded_but_only_the_last_is_diagnosed(stack, client) -> None:
     run_id = client.trigger("demo_flaky_api")
     assert client.wait_for_run("demo_flaky_api", run_id) == "failed"
-    events = wait_for(
-        lambda: (e := events_of_run(stack, "demo_flaky_api", run_id)) and settled(e, 2) and e,
-        90,
-        "both tries to be captured",
-    )
+    events = wait_filed(stack, "demo_flaky_api", run_id, 2, 90)
     first, last = events
     assert (first["try_number"], first["will_retry"], first["status"], first["incident_id"]) == (
         1,
@@ -84,11 +68,7 @@ def test_tries_airflow_retries_itself_are_recorded_but_only_the_last_is_diagnose
 def test_a_burst_of_30_failures_gives_30_events_and_3_incidents(stack, client) -> None:
     run_id = client.trigger("demo_burst", conf={"failures": 30})
     assert client.wait_for_run("demo_burst", run_id, timeout=300) == "failed"
-    events = wait_for(
-        lambda: (e := events_of_run(stack, "demo_burst", run_id)) and settled(e, 30) and e,
-        120,
-        "30 failures to be filed",
-    )
+    events = wait_filed(stack, "demo_burst", run_id, 30, 120)
     assert sorted(e["map_index"] for e in events) == list(range(30))
     assert all(e["status"] == "processed" for e in events)
     by_incident: dict[int, int] = {}
@@ -155,11 +135,7 @@ def test_a_tight_burst_of_30_captures_is_filed_exactly(stack, monkeypatch) -> No
     for thread in threads:
         thread.join()
     assert all(r.startswith("captured failure") for r in results), results
-    events = wait_for(
-        lambda: (e := events_of_run(stack, "external_burst", run_id)) and settled(e, 30) and e,
-        90,
-        "the tight burst to be filed",
-    )
+    events = wait_filed(stack, "external_burst", run_id, 30, 90)
     assert sorted(e["map_index"] for e in events) == list(range(30))
     per_incident: dict[int, int] = {}
     for event in events:
@@ -182,9 +158,7 @@ def test_new_incidents_are_diagnosed_from_failure_memory(
 ) -> None:
     run_id = client.trigger(dag_id)
     client.wait_for_run(dag_id, run_id)
-    (event,) = wait_for(
-        lambda: (e := events_of_run(stack, dag_id, run_id)) and settled(e, 1) and e, 90, "the failure to be filed"
-    )
+    (event,) = wait_filed(stack, dag_id, run_id, 1, 90)
     rows = wait_for(
         lambda: query(
             stack,
@@ -212,11 +186,7 @@ def test_a_connection_secret_echoed_by_a_client_never_leaves_the_task(stack, cli
 
     run_id = client.trigger("demo_partner_api")
     client.wait_for_run("demo_partner_api", run_id)
-    (event,) = wait_for(
-        lambda: (e := events_of_run(stack, "demo_partner_api", run_id)) and settled(e, 1) and e,
-        90,
-        "the failure to be filed",
-    )
+    (event,) = wait_filed(stack, "demo_partner_api", run_id, 1, 90)
     assert "partner API rejected key [REDACTED:sensitive_value]" in event["payload"]["error_message"]
     wait_for(
         lambda: query(stack, "SELECT 1 FROM medic.diagnoses WHERE incident_id = %s", (event["incident_id"],)),

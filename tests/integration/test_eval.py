@@ -16,26 +16,18 @@ from medic.knowledge import load_runbooks
 DEV_CASES = Path(__file__).resolve().parents[3] / "shared" / "failures" / "dev.jsonl"
 
 
-@pytest.fixture
-def eval_conn(embedded, it_db):
-    with embedded.connect_postgres("medic_it") as conn:
-        conn.execute("TRUNCATE medic.knowledge RESTART IDENTITY")
-        conn.commit()
-        yield conn
-
-
 @pytest.mark.skipif(not DEV_CASES.exists(), reason="shared/failures/dev.jsonl is not beside this checkout")
 @pytest.mark.parametrize("leave_one_out", [False, True])
-def test_dev_cases_meet_the_bar(eval_conn, leave_one_out) -> None:
-    result = evaluate(eval_conn, get_embedder(), load_runbooks(), load_cases(DEV_CASES), leave_one_out=leave_one_out)
+def test_dev_cases_meet_the_bar(kb_conn, leave_one_out) -> None:
+    result = evaluate(kb_conn, get_embedder(), load_runbooks(), load_cases(DEV_CASES), leave_one_out=leave_one_out)
     assert result["n"] == 39
     assert result["class_accuracy"] >= 0.85, result["confusions"]
     assert result["auto_precision"] in (None, 1.0)  # an automatic fix on a non-auto-safe case: never
     # nothing the evaluation added stays in the knowledge base
-    assert eval_conn.execute("SELECT count(*) FROM medic.knowledge").fetchone()[0] == 0
+    assert kb_conn.execute("SELECT count(*) FROM medic.knowledge").fetchone()[0] == 0
 
 
-def test_a_case_is_never_scored_against_itself(eval_conn, tmp_path) -> None:
+def test_a_case_is_never_scored_against_itself(kb_conn, tmp_path) -> None:
     case = {
         "id": "only",
         "log": "psycopg2.errors.DeadlockDetected: deadlock detected",
@@ -43,10 +35,10 @@ def test_a_case_is_never_scored_against_itself(eval_conn, tmp_path) -> None:
         "action": "retry",
         "auto_safe": True,
     }
-    result = evaluate(eval_conn, get_embedder(), load_runbooks(), [case, {**case, "id": "twin"}], leave_one_out=True)
+    result = evaluate(kb_conn, get_embedder(), load_runbooks(), [case, {**case, "id": "twin"}], leave_one_out=True)
     by_id = {row["id"]: row for row in result["cases"]}
     assert by_id["only"]["top_match"] == "eval-case:twin"  # its twin, never itself
-    alone = evaluate(eval_conn, get_embedder(), load_runbooks(), [case], leave_one_out=True)
+    alone = evaluate(kb_conn, get_embedder(), load_runbooks(), [case], leave_one_out=True)
     assert alone["cases"][0]["top_match"] != "eval-case:only"
     assert alone["automatic"] == 0  # no other verified incident exists, so nothing is automatic
 
