@@ -2,14 +2,17 @@
 
 Contract (it runs inside someone else's failing task): never raise, never take longer than
 ``[medic] listener_timeout_seconds``, never capture medic's own DAGs, and say in one log line
-what happened. The work runs in a short-lived thread so a hung network call cannot hold the
-task; if the bound is hit the failure is left to the sweep DAG and the log line says so.
+what happened. In the task process the work runs in a short-lived thread so a hung network
+call cannot hold the task; if the bound is hit the failure is left to the sweep DAG and the log
+line says so. In the scheduler and api-server, whose loops call listeners synchronously, the
+record is built at once and written by a background thread: their loops never wait on medic.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import sys
 import threading
 import time
@@ -19,6 +22,9 @@ from medic import config
 from medic.records import FailureRecord, FailureSource, build_record, mask_registered_secrets, read_log_tail
 
 log = logging.getLogger("medic.capture")
+
+#: Long-lived processes whose loops call the listener: capture there never waits on the database.
+BACKGROUND_SOURCES = frozenset({"scheduler", "api-server"})
 
 _DEFAULT_LOG_TEMPLATE = (
     "dag_id={{ ti.dag_id }}/run_id={{ ti.run_id }}/task_id={{ ti.task_id }}/"
@@ -68,13 +74,22 @@ def capture_failure(task_instance: Any, error: Any, *, source: FailureSource | N
         log.warning("medic: capture skipped: %s: %s", type(exc).__name__, exc)
         return "skipped: bad configuration"
 
+    src = source or detect_source(task_instance)
+    if src in BACKGROUND_SOURCES:
+        # The scheduler and api-server call listeners inside their own loops: never make them wait
+        # on medic's database. Build the record here (ORM objects stay in their thread), write later.
+        try:
+            record = _build(task_instance, error, src)
+        except Exception as exc:
+            log.warning("medic: could not capture failure of %s: %s: %s", _key(task_instance), type(exc).__name__, exc)
+            return f"failed: {type(exc).__name__}: {exc}"
+        return background_writer().submit(record, _key(task_instance))
+
     outcome: dict[str, str] = {}
 
     def work() -> None:
         try:
-            outcome["result"] = _capture(
-                task_instance, error, source or detect_source(task_instance), deadline=started + timeout
-            )
+            outcome["result"] = _store(_build(task_instance, error, src), deadline=started + timeout)
         except Exception as exc:
             outcome["result"] = f"failed: {type(exc).__name__}: {exc}"
 
@@ -82,13 +97,62 @@ def capture_failure(task_instance: Any, error: Any, *, source: FailureSource | N
     worker.start()
     worker.join(timeout)
     result = outcome.get("result") or f"timed out after {timeout:.1f}s (the sweep will pick it up)"
-    elapsed = time.monotonic() - started
-    key = _key(task_instance)
-    if result.startswith(("failed", "timed out")):
+    _log_outcome(_key(task_instance), result, time.monotonic() - started)
+    return result
+
+
+def _log_outcome(key: str, result: str, elapsed: float) -> None:
+    if result.startswith(("failed", "timed out", "dropped")):
         log.warning("medic: could not capture failure of %s: %s", key, result)
     else:
         log.info("medic: %s %s in %.0f ms", result, key, elapsed * 1000)
-    return result
+
+
+class BackgroundWriter:
+    """One daemon thread per process that stores records queued by long-lived server processes.
+
+    The queue is bounded: in a storm with medic's database down, records beyond it are dropped
+    with a log line each (the sweep finds those failures later) instead of growing without end.
+    """
+
+    def __init__(self, maxsize: int = 1000) -> None:
+        self.pid = os.getpid()
+        self.queue: queue.Queue[tuple[FailureRecord, str, float]] = queue.Queue(maxsize=maxsize)
+        self.thread = threading.Thread(target=self._run, name="medic-capture-writer", daemon=True)
+        self.thread.start()
+
+    def submit(self, record: FailureRecord, key: str) -> str:
+        try:
+            self.queue.put_nowait((record, key, time.monotonic()))
+        except queue.Full:
+            result = f"dropped: capture queue full ({self.queue.maxsize}); the sweep will pick it up"
+            _log_outcome(key, result, 0.0)
+            return result
+        return "queued"
+
+    def _run(self) -> None:
+        while True:
+            record, key, queued_at = self.queue.get()
+            try:
+                timeout = config.get_float("listener_timeout_seconds")
+                result = _store(record, deadline=time.monotonic() + timeout)
+            except Exception as exc:
+                result = f"failed: {type(exc).__name__}: {exc}"
+            _log_outcome(key, result, time.monotonic() - queued_at)
+            self.queue.task_done()
+
+
+_writer: BackgroundWriter | None = None
+_writer_lock = threading.Lock()
+
+
+def background_writer() -> BackgroundWriter:
+    """The process's writer; a forked child (the LocalExecutor forks) gets its own."""
+    global _writer
+    with _writer_lock:
+        if _writer is None or _writer.pid != os.getpid():
+            _writer = BackgroundWriter()
+        return _writer
 
 
 def _key(ti: Any) -> str:
@@ -98,28 +162,27 @@ def _key(ti: Any) -> str:
         return "<unknown task instance>"
 
 
-def _capture(task_instance: Any, error: Any, source: FailureSource, *, deadline: float) -> str:
+def _build(task_instance: Any, error: Any, source: FailureSource) -> FailureRecord:
+    log_tail = ""
+    if source == "task":
+        log_tail = read_log_tail(local_log_path(task_instance), config.get_int("log_tail_bytes"))
+    record = build_record(
+        task_instance, error, source=source, log_tail=log_tail, traceback_chars=config.get_int("traceback_chars")
+    )
+    return mask_registered_secrets(record)
+
+
+def _store(record: FailureRecord, *, deadline: float) -> str:
     import psycopg
 
     from medic import db, outbox
 
-    log_tail = ""
-    if source == "task":
-        log_tail = read_log_tail(local_log_path(task_instance), config.get_int("log_tail_bytes"))
-    record: FailureRecord = build_record(
-        task_instance,
-        error,
-        source=source,
-        log_tail=log_tail,
-        traceback_chars=config.get_int("traceback_chars"),
-    )
-    record = mask_registered_secrets(record)
     remaining = max(0.5, deadline - time.monotonic())
     with db.connect(
         config.get("conn_id"),
         connect_timeout=max(1, int(remaining)),
         statement_timeout_ms=int(remaining * 1000),
-        application_name=f"medic-capture-{source}",
+        application_name=f"medic-capture-{record.source}",
     ) as conn:
         diagnose_retries = config.get_bool("diagnose_retries")
         try:

@@ -63,3 +63,37 @@ def test_broken_task_instance_does_not_escape() -> None:
 
     result = capture_failure(Hostile(), RuntimeError("x"), source="task")
     assert isinstance(result, str)
+
+
+def test_server_processes_never_wait_on_the_database(conn_env, monkeypatch) -> None:
+    # a database that accepts and never answers: the task path would wait its full bound
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    conn_env("127.0.0.1", server.getsockname()[1])
+    monkeypatch.setenv("AIRFLOW__MEDIC__LISTENER_TIMEOUT_SECONDS", "2")
+    started = time.monotonic()
+    results = [capture_failure(FakeTaskInstance(try_number=n), "boom", source="scheduler") for n in range(5)]
+    elapsed = time.monotonic() - started
+    server.close()
+    assert results == ["queued"] * 5
+    assert elapsed < 0.5  # five failures, no waiting in the scheduler's loop
+
+
+def test_a_full_queue_drops_with_a_reason_instead_of_growing(conn_env, monkeypatch) -> None:
+    from medic.capture import BackgroundWriter
+    from medic.records import build_record
+
+    server = socket.socket()  # a database that accepts and never answers: the writer is stuck
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    conn_env("127.0.0.1", server.getsockname()[1])
+    monkeypatch.setenv("AIRFLOW__MEDIC__LISTENER_TIMEOUT_SECONDS", "3")
+    writer = BackgroundWriter(maxsize=1)
+    record = build_record(FakeTaskInstance(), "boom", source="scheduler")
+    first = writer.submit(record, "k1")
+    time.sleep(0.3)  # the writer has taken it and waits on the silent server
+    outcomes = [first, writer.submit(record, "k2"), writer.submit(record, "k3")]
+    server.close()
+    assert outcomes[:2] == ["queued", "queued"]
+    assert outcomes[2].startswith("dropped: capture queue full (1)")
