@@ -53,6 +53,10 @@ class FailureRecord(BaseModel):
     log_tail: str = ""
     started_at: datetime | None = None
     failed_at: datetime
+    # the DAG run's dates: with these, lineage can name the failed task's OpenLineage run
+    logical_date: datetime | None = None
+    run_after: datetime | None = None
+    clear_number: int = 0
     source: FailureSource = "task"
     capture_notes: list[str] = Field(default_factory=list)
 
@@ -234,6 +238,7 @@ def build_record(
 
         exception_type = last_exception(message)[0]
 
+    dag_run = _attr(_attr(task_instance, "_ti_context_from_server"), "dag_run") or _attr(task_instance, "dag_run")
     task = _attr(task_instance, "task")
     operator = _attr(task_instance, "operator") or (type(task).__name__ if task is not None else None)
     bundle_instance = _attr(task_instance, "bundle_instance")
@@ -258,6 +263,9 @@ def build_record(
         log_tail=scrub(render_log(clean_text(log_tail, 10**7)), extra_secrets),
         started_at=_attr(task_instance, "start_date"),
         failed_at=now or datetime.now(timezone.utc),
+        logical_date=_attr(dag_run, "logical_date"),
+        run_after=_attr(dag_run, "run_after"),
+        clear_number=int(_attr(dag_run, "clear_number", 0) or 0),
         source=source,
         capture_notes=notes,
     )
