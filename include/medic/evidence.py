@@ -66,9 +66,3 @@ def extract(text: str, exception_type: str | None = None, message: str = "", max
     return Evidence(
         exception_type, message.splitlines()[0][:500] if message else "", lines[-max_lines:], user_frames(text)
     )
-
-
-def from_record(record) -> Evidence:
-    """Evidence of a stored failure record: traceback and log tail together."""
-    text = "\n".join(t for t in (record.log_tail, record.traceback) if t)
-    return extract(text, record.exception_type, record.error_message)

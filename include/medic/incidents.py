@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import psycopg
 
 from medic import outbox
-from medic.fingerprint import signature
+from medic.memory import prepare_record
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def _file_one(
                 result.invalid_events.append(event.event_id)
             return None, False
         record = event.record
-        sig = signature(record.exception_type, record.error_message, record.traceback or record.log_tail)
+        sig = prepare_record(record).signature
         incident_id, created = conn.execute(
             _UPSERT,
             {

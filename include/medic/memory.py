@@ -17,7 +17,7 @@ from medic import config, knowledge
 from medic.diagnosis import Decision, Thresholds, diagnose_from_retrieval
 from medic.embedding import Embedder
 from medic.evidence import Evidence, extract
-from medic.fingerprint import signature
+from medic.fingerprint import Signature, signature
 from medic.knowledge import Match, Runbook
 from medic.scrub import scrub
 
@@ -30,15 +30,27 @@ class Prepared:
 
     text: str
     evidence: Evidence
-    fingerprint: str | None  # None when the signature is too vague to match exactly
+    signature: Signature  # groups failures into incidents
     embedding_text: str
+
+    @property
+    def fingerprint(self) -> str | None:
+        """For exact matching; None when the signature is too vague to match anything exactly."""
+        return self.signature.fingerprint if self.signature.specific else None
 
 
 def prepare(text: str, exception_type: str | None = None, message: str = "") -> Prepared:
     clean = scrub(text)
     evidence = extract(clean, exception_type, scrub(message))
     sig = signature(evidence.exception_type, evidence.message, clean)
-    return Prepared(clean, evidence, sig.fingerprint if sig.specific else None, evidence.embedding_text())
+    return Prepared(clean, evidence, sig, evidence.embedding_text())
+
+
+def prepare_record(record) -> Prepared:
+    """A stored failure record, prepared: the one derivation of its fingerprint, shared by the
+    incident it is filed into and the retrieval that diagnoses it."""
+    text = "\n".join(t for t in (record.log_tail, record.traceback) if t) or record.error_message
+    return prepare(text, record.exception_type, record.error_message)
 
 
 def diagnose_prepared(

@@ -87,14 +87,7 @@ def diagnose_incidents(filing: dict[str, Any]) -> dict[str, Any]:
             (incident_ids,),
         ).fetchall()
         records = [(incident_id, FailureRecord.model_validate(payload)) for incident_id, payload in rows]
-        prepared = [
-            memory.prepare(
-                "\n".join(t for t in (r.log_tail, r.traceback) if t) or r.error_message,
-                r.exception_type,
-                r.error_message,
-            )
-            for _, r in records
-        ]
+        prepared = [memory.prepare_record(r) for _, r in records]
         results = memory.diagnose_prepared(conn, embedder, runbooks, prepared)
         for (incident_id, _), (decision, matches) in zip(records, results, strict=True):
             d = decision.diagnosis

@@ -182,3 +182,14 @@ def test_a_manual_mark_wins_in_either_order_and_the_richer_evidence_stays(it_con
         "SELECT status, source, payload->>'error_message' FROM medic.failure_events"
     ).fetchone()
     assert (status, source, message) == ("manual", "task", "the real exception")
+
+
+def test_an_incident_carries_the_fingerprint_retrieval_matches_on(it_conn) -> None:
+    from medic.memory import prepare_record
+
+    failure = record(message="could not connect to 10.0.0.5:5432", exc="psycopg.OperationalError")
+    outbox.record_failure(it_conn, failure, diagnose_retries=False)
+    ids = outbox.claim_pending(it_conn, owner="run", lease_seconds=60, max_attempts=5)
+    incidents.file_claimed_events(it_conn, ids, "run")
+    (stored,) = it_conn.execute("SELECT fingerprint FROM medic.incidents").fetchone()
+    assert stored == prepare_record(failure).fingerprint  # one derivation, not two that may drift
