@@ -28,9 +28,16 @@ def make_stack(args: argparse.Namespace):
     return Stack(home=Path(args.home).resolve() if args.home else default_home(), api_port=args.port)
 
 
+def medic_db_configured() -> bool:
+    """Whether this process's environment names the ``[medic] conn_id`` connection itself."""
+    from medic import config
+
+    return f"AIRFLOW_CONN_{config.get('conn_id').upper()}" in os.environ
+
+
 def use_stack_env(stack) -> None:
     """Point this process at the stack's connection unless medic_db is configured already."""
-    if "AIRFLOW_CONN_MEDIC_DB" in os.environ:
+    if medic_db_configured():
         return
     if not stack.secrets_file.exists():
         raise SystemExit("medic: no medic_db connection configured and no embedded stack; run `medic stack up`")
@@ -152,8 +159,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for dag_id, run_id in runs.items():
             state = client.wait_for_run(dag_id, run_id, timeout=240)
             say(f"  {dag_id:<24} {state}")
-        _wait_filed(timeout=120)
-        _wait_diagnosed(timeout=180)
+        _wait_until_none(
+            "SELECT count(*) FROM medic.failure_events WHERE status = 'pending'",
+            120,
+            "some failure events are still pending",
+        )
+        _wait_until_none(
+            "SELECT count(*) FROM medic.incidents WHERE status = 'open'", 180, "some incidents are not diagnosed yet"
+        )
         say("\nmedic demo: what medic captured (newest first):")
         say(f"  failure events by status: {fetch_event_counts()}  (retrying = Airflow retried it itself)")
         print_incidents(fetch_incidents(20))
@@ -176,25 +189,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
         say("medic demo: stopped. Run `make demo` again to start over where you left off.")
 
 
-def _wait_diagnosed(timeout: float) -> None:
+def _count(sql: str) -> int:
     from medic import config, db
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with db.connect(config.get("conn_id"), application_name="medic-cli") as conn:
-            if conn.execute("SELECT count(*) FROM medic.incidents WHERE status = 'open'").fetchone()[0] == 0:
-                return
-        time.sleep(2)
-    say("medic demo: some incidents are not diagnosed yet; see the medic_diagnose runs")
+    with db.connect(config.get("conn_id"), application_name="medic-cli") as conn:
+        return int(conn.execute(sql).fetchone()[0])
 
 
-def _wait_filed(timeout: float) -> None:
+def _wait_until_none(sql: str, timeout: float, complaint: str) -> None:
+    """Poll a count until it is zero; say what is still outstanding if it never gets there."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if fetch_event_counts().get("pending", 0) == 0:
+        if _count(sql) == 0:
             return
         time.sleep(1)
-    say("medic demo: some failure events are still pending; see the medic_diagnose runs")
+    say(f"medic demo: {complaint}; see the medic_diagnose runs")
 
 
 # ---- eval ----------------------------------------------------------------------------------------
@@ -207,10 +216,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cases = load_cases(args.cases)
     runbooks = load_runbooks()
     stack = make_stack(args)
-    conn_id = config.get("conn_id")
     started_postgres = False
-    if f"AIRFLOW_CONN_{conn_id.upper()}" in os.environ:
-        conn = db.connect(conn_id, application_name="medic-eval")
+    if medic_db_configured():
+        conn = db.connect(config.get("conn_id"), application_name="medic-eval")
     else:  # no medic_db configured: the embedded PostgreSQL, started here if needed
         started_postgres = not stack.postgres_running()
         stack.start_postgres()
