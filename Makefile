@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 # the registry's CUDA build (several GB) into an environment that has no GPU.
 TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl))
 
-.PHONY: install demo test test-fast lint format bench-latency stack-up stack-down clean
+.PHONY: install llm-env demo test test-fast lint format bench-latency bench-llm stack-up stack-down clean
 
 install: $(VENV)/.installed
 
@@ -18,13 +18,24 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 	$(UV) pip install --python $(PY) -r requirements.txt -e ".[embedded,embeddings,dev]"
 	@touch $@
 
+# The generation environment ([medic] llm_python): its own interpreter, never imported by Airflow.
+LLM_VENV ?= .venv-llm
+llm-env: $(LLM_VENV)/.installed
+
+$(LLM_VENV)/.installed: requirements-llm.txt pyproject.toml $(VENV)/.installed
+	@test -x $(LLM_VENV)/bin/python || python3 -m venv $(LLM_VENV)
+	$(if $(TORCH_WHEEL),$(UV) pip install --python $(LLM_VENV)/bin/python $(TORCH_WHEEL))
+	$(UV) pip install --python $(LLM_VENV)/bin/python -r requirements-llm.txt
+	$(UV) pip install --python $(LLM_VENV)/bin/python --no-deps -e .
+	@touch $@
+
 demo: install
 	$(VENV)/bin/medic demo
 
-test: install lint
+test: install llm-env lint
 	$(PY) -m pytest -q
 
-test-fast: install
+test-fast: install llm-env
 	$(PY) -m pytest -q tests/unit tests/integration
 
 lint: install
@@ -38,6 +49,9 @@ format: install
 bench-latency: install
 	$(VENV)/bin/medic bench latency --failures 20
 
+bench-llm: install llm-env
+	$(VENV)/bin/medic bench llm --batch 16
+
 stack-up: install
 	$(VENV)/bin/medic stack up
 
@@ -45,4 +59,4 @@ stack-down: install
 	$(VENV)/bin/medic stack down
 
 clean: stack-down
-	rm -rf .medic
+	rm -rf .medic $(LLM_VENV)

@@ -2,7 +2,10 @@
 
 Scheduled on the asset ``medic_task_failures``, whose watcher turns the failure outbox into
 asset events. New incidents are diagnosed from failure memory (scrub, fingerprint, embed,
-retrieve runbooks and verified incidents); generation, approval and remediation join here.
+retrieve runbooks and verified incidents), then, with a generation backend configured, by a
+model in the generation environment: ``@task.external_python`` on the ``llm`` queue, an
+interpreter Airflow never imports (``[medic] llm_python``). The policy then decides per
+incident: automatic, approval by a person, or escalation.
 """
 
 from __future__ import annotations
@@ -13,6 +16,13 @@ import pendulum
 from airflow.sdk import dag, get_current_context, task
 
 from assets.medic_assets import MEDIC_TASK_FAILURES
+from medic import config
+
+LLM_BACKEND = config.get("llm_backend").strip().lower() or "none"
+LLM_PYTHON = config.get("llm_python").strip()
+LLM_QUEUE = config.get("llm_queue")
+# the batch's own limit plus room for the interpreter to start; past it the task is killed
+LLM_TASK_TIMEOUT = timedelta(seconds=float(config.get("llm_timeout_seconds")) + 120)
 
 
 @dag(
@@ -46,7 +56,43 @@ def medic_diagnose():
 
         return pipeline.diagnose_incidents(filing)
 
-    diagnose_incidents(file_incidents(claim_failure_events()))
+    def generate_diagnoses(diagnosed: dict) -> dict | None:
+        """Runs in the generation environment: only medic.llm is imported there."""
+        from medic.llm import worker
+
+        request = diagnosed.get("request")
+        return worker.run(request) if request else None
+
+    @task(trigger_rule="all_done")
+    def decide_incidents(diagnosed: dict) -> dict:
+        from medic import pipeline
+
+        generated = None
+        if LLM_BACKEND != "none":  # absent when generation failed: then every incident escalates
+            generated = get_current_context()["ti"].xcom_pull(task_ids="generate_diagnoses")
+        return pipeline.decide_incidents(diagnosed, generated)
+
+    diagnosed = diagnose_incidents(file_incidents(claim_failure_events()))
+    decided = decide_incidents(diagnosed)
+    if LLM_BACKEND == "openai" and not LLM_PYTHON:
+
+        @task(task_id="generate_diagnoses", queue=LLM_QUEUE, retries=0, execution_timeout=LLM_TASK_TIMEOUT)
+        def generate_over_http(diagnosed: dict) -> dict | None:
+            from medic import pipeline
+
+            return pipeline.generate_in_process(diagnosed)
+
+        generate_over_http(diagnosed) >> decided
+    elif LLM_BACKEND != "none":
+        isolated = task.external_python(
+            python=LLM_PYTHON or "medic-llm-python-not-configured",
+            expect_airflow=False,
+            task_id="generate_diagnoses",
+            queue=LLM_QUEUE,
+            retries=0,
+            execution_timeout=LLM_TASK_TIMEOUT,
+        )(generate_diagnoses)
+        isolated(diagnosed) >> decided
 
 
 medic_diagnose()

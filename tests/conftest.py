@@ -84,3 +84,24 @@ def kb_conn(embedded: Stack, it_db: str) -> Iterator[psycopg.Connection]:
         conn.execute("TRUNCATE medic.knowledge RESTART IDENTITY")
         conn.commit()
         yield conn
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def llm_python() -> str:
+    """The generation environment's interpreter (``make llm-env``): a second environment, not Airflow's."""
+    python = REPO / ".venv-llm" / "bin" / "python"
+    assert python.exists(), "the generation environment is missing: run `make llm-env` (make test does)"
+    return str(python)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(llm_python: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny random causal LM, built locally from a config in the generation environment."""
+    import subprocess
+
+    out = tmp_path_factory.mktemp("tiny-llm")
+    subprocess.run([llm_python, "-m", "medic.llm.tiny", str(out)], check=True, capture_output=True, timeout=300)
+    return str(out)

@@ -224,9 +224,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
         stack.start_postgres()
         stack.migrate_medic("medic")
         conn = stack.connect_postgres("medic")
+    generate, settings = None, None
+    if args.backend != "none":
+        from medic.llm.backends import GenerationSettings
+        from medic.llm.client import run_isolated
+
+        settings = GenerationSettings(
+            backend=args.backend, model=args.model, timeout_seconds=args.timeout, max_new_tokens=args.max_new_tokens
+        )
+
+        def generate(request: dict) -> dict:
+            return run_isolated(args.llm_python, request, timeout=args.timeout + 60)
+
     try:
         with conn:
-            result = evaluate(conn, get_embedder(), runbooks, cases, leave_one_out=args.leave_one_out)
+            result = evaluate(
+                conn,
+                get_embedder(),
+                runbooks,
+                cases,
+                leave_one_out=args.leave_one_out,
+                generate=generate,
+                settings=settings,
+            )
     finally:
         if started_postgres:
             stack.stop_postgres()
@@ -275,6 +295,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--leave-one-out", action="store_true", help="also use the other labelled cases as verified past incidents"
     )
     evaluation.add_argument("--details", action="store_true", help="include every case's result")
+    evaluation.add_argument(
+        "--backend", default="none", choices=["none", "cpu", "vllm"], help="also generate with this backend"
+    )
+    evaluation.add_argument("--model", default="", help="the generation model: a local path")
+    evaluation.add_argument(
+        "--llm-python", default=".venv-llm/bin/python", help="the generation environment's interpreter"
+    )
+    evaluation.add_argument("--timeout", type=float, default=900, help="seconds for the whole batch")
+    evaluation.add_argument("--max-new-tokens", type=int, default=768)
     bench = sub.add_parser("bench", help="run a benchmark from bench/ (last output line is JSON)")
     bench.add_argument("name")
     return parser

@@ -51,6 +51,30 @@ DEFAULTS: dict[str, str] = {
     "runbook_poll_seconds": "60",
     # Neighbours retrieved per incident (exact fingerprint matches first, then vectors).
     "retrieval_top_k": "8",
+    # Generation: none (retrieval only), cpu (transformers + xgrammar), vllm, or openai.
+    "llm_backend": "none",
+    # The generation environment's interpreter (cpu, vllm): a second Python environment that
+    # Airflow never imports. Empty: generation runs in Airflow's interpreter (openai only).
+    "llm_python": "",
+    # The queue of the workers that have the generation environment (and the GPU).
+    "llm_queue": "llm",
+    # A local path (cpu, vllm) or the served model's name (openai).
+    "llm_model": "",
+    # openai: Connection with the server's base URL as host and the API key as password.
+    "llm_conn_id": "medic_llm",
+    "llm_max_new_tokens": "768",
+    "llm_temperature": "0.0",
+    # The whole batch, model load included; past it every incident of the batch escalates.
+    "llm_timeout_seconds": "300",
+    # Policy (docs/DESIGN.md, "Policy"): gate 1, a verified resolution at least this similar.
+    "verified_similarity": "0.50",
+    # Gate 2: the diagnosis's confidence at least this.
+    "auto_confidence": "0.65",
+    # Loop guard: at most this many automatic remediations per task in the window.
+    "loop_guard_max": "3",
+    "loop_guard_window_minutes": "60",
+    # DAGs with this tag never get an automatic remediation (a person always approves).
+    "manual_tag": "medic:manual",
 }
 
 

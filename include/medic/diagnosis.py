@@ -16,44 +16,68 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from medic.evidence import Evidence
 from medic.knowledge import ACTIONS, ERROR_CLASSES, Match, Runbook
+from medic.policy import AUTO_SAFE_ACTIONS, Thresholds, decide
 
 ErrorClass = Literal[ERROR_CLASSES]  # type: ignore[valid-type]
 Action = Literal[ACTIONS]  # type: ignore[valid-type]
-AUTO_SAFE_ACTIONS = frozenset({"retry", "retry_with_backoff"})
 TRANSIENT = {"network_transient", "rate_limited", "upstream_unavailable", "worker_lost", "db_contention"}
 INTERMITTENT = {"timeout", "resource_exhausted"}
+__all__ = ["AUTO_SAFE_ACTIONS", "Decision", "Diagnosis", "Thresholds", "diagnose_from_retrieval"]
+
+# Texts are printable ASCII without '"' and '\\', each pattern carrying its own bound. This is
+# what a grammar-constrained decoder (xgrammar 0.2.8, also inside vLLM) enforces reliably: it
+# ignores maxLength beside a pattern, lets JSON escapes (a backslash and n) decode to control characters,
+# and drops its quote/backslash exclusions from repeats longer than 128. Bounded texts also
+# bound the number of tokens a model can spend. ``contract_text`` maps any text into this set.
+CONTRACT_CHARS = r"[ !#-\[\]-~]"
+_OUTSIDE_CONTRACT = re.compile(r"[^ !#-\[\]-~]")
+
+
+def contract_text(text: str, limit: int) -> str:
+    """Any text as the contract allows it: quotes to ', backslashes to /, anything else odd to ?."""
+    text = text.replace('"', "'").replace("\\", "/")
+    return _OUTSIDE_CONTRACT.sub("?", text)[:limit]
+
+
+def _text(max_length: int) -> type[str]:
+    return Annotated[  # type: ignore[return-value]
+        str, StringConstraints(max_length=max_length, pattern=rf"^{CONTRACT_CHARS}{{0,{max_length}}}$")
+    ]
+
+
+class ActionParams(BaseModel):
+    """Parameters of the allow-listed actions; only these, validated."""
+
+    model_config = ConfigDict(extra="forbid")
+    delay_seconds: int | None = Field(default=None, ge=30, le=86400, description="retry_with_backoff only")
 
 
 class Diagnosis(BaseModel):
-    """A structured diagnosis of one incident (DESIGN "Contracts")."""
+    """A structured diagnosis of one incident (DESIGN "Contracts"); its JSON schema is what a model gets."""
 
+    model_config = ConfigDict(extra="forbid")
     error_class: ErrorClass
     transience: Literal["transient", "intermittent", "permanent", "unknown"]
-    root_cause: str = Field(max_length=500)
-    evidence: list[str] = Field(default_factory=list, max_length=8)
+    root_cause: _text(300)  # type: ignore[valid-type]
+    evidence: list[_text(200)] = Field(default_factory=list, max_length=4)  # type: ignore[valid-type]
     action: Action
-    action_params: dict[str, int | str | bool] = Field(default_factory=dict)
+    action_params: ActionParams = Field(default_factory=ActionParams)
     confidence: float = Field(ge=0.0, le=1.0)
-    explanation: str = Field(max_length=1500)
-    similar_incidents: list[str] = Field(default_factory=list, max_length=10)
+    explanation: _text(600)  # type: ignore[valid-type]
+    similar_incidents: list[_text(80)] = Field(default_factory=list, max_length=5)  # type: ignore[valid-type]
 
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Calibrated with `medic eval` on labelled cases; see docs/DESIGN.md."""
-
-    signal_weight: float = 1.0
-    vote_weight: float = 2.0
-    vote_sharpness: float = 12.0  # votes grow as exp(sharpness * similarity): near matches dominate
-    verified_similarity: float = 0.50  # gate 1: a verified resolution at least this similar (calibrated)
-    action_similarity: float = 0.70  # a verified incident this close also decides the action
-    auto_confidence: float = 0.65  # every unsafe dev case scored <= 0.45, every automated safe one >= 0.71
+    @model_validator(mode="after")
+    def _params_fit_the_action(self) -> Diagnosis:
+        """A delay means something only for retry_with_backoff; elsewhere it is dropped."""
+        if self.action != "retry_with_backoff" and self.action_params.delay_seconds is not None:
+            self.action_params = ActionParams()
+        return self
 
 
 @dataclass(frozen=True)
@@ -61,6 +85,7 @@ class Decision:
     diagnosis: Diagnosis
     automatic: bool
     reason: str
+    route: str = "approval"
 
 
 def _signal_hits(runbook: Runbook, text: str) -> list[str]:
@@ -91,18 +116,18 @@ def diagnose_from_retrieval(
 ) -> Decision:
     t = thresholds or Thresholds()
     scores = class_scores(text, matches, runbooks, t)
-    quoted = evidence.lines[-5:] or ([evidence.message] if evidence.message else [])
+    quoted = evidence.lines[-4:] or ([evidence.message] if evidence.message else [])
     if not scores:
         diagnosis = Diagnosis(
             error_class="code_bug",
             transience="unknown",
             root_cause="No runbook signal or similar case matched.",
-            evidence=quoted,
+            evidence=[contract_text(line, 200) for line in quoted],
             action="escalate",
             confidence=0.0,
             explanation="Nothing in the knowledge base resembles this failure; a person should look at it.",
         )
-        return Decision(diagnosis, False, "no evidence")
+        return Decision(diagnosis, False, "no evidence", "escalate")
     ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
     best_class, best = ranked[0]
     confidence = best / sum(scores.values())
@@ -128,26 +153,14 @@ def diagnose_from_retrieval(
     diagnosis = Diagnosis(
         error_class=best_class,  # type: ignore[arg-type]
         transience=transience,  # type: ignore[arg-type]
-        root_cause=(f"{book.title if book else best_class}: {evidence.exception_type or 'error'}: {evidence.message}")[
-            :500
-        ],
-        evidence=[line[:300] for line in quoted],
+        root_cause=contract_text(
+            f"{book.title if book else best_class}: {evidence.exception_type or 'error'}: {evidence.message}", 300
+        ),
+        evidence=[contract_text(line, 200) for line in quoted],
         action=action,  # type: ignore[arg-type]
         confidence=round(min(1.0, confidence), 3),
-        explanation=(f"Class {best_class} scored {best:.2f}{runner_up}. Action from {basis}.")[:1500],
-        similar_incidents=[m.source_key for m in matches if m.kind == "incident"][:10],
+        explanation=contract_text(f"Class {best_class} scored {best:.2f}{runner_up}. Action from {basis}.", 600),
+        similar_incidents=[contract_text(m.source_key, 80) for m in matches if m.kind == "incident"][:5],
     )
-    automatic, reason = auto_gate(diagnosis, verified, book, t)
-    return Decision(diagnosis, automatic, reason)
-
-
-def auto_gate(diagnosis: Diagnosis, verified: Sequence[Match], book: Runbook | None, t: Thresholds) -> tuple[bool, str]:
-    """The two gates: auto-safe action backed by a verified resolution, and enough confidence."""
-    if diagnosis.action not in AUTO_SAFE_ACTIONS or not (book and book.auto_safe):
-        return False, f"action {diagnosis.action} needs a person"
-    verified = [m for m in verified if m.action in AUTO_SAFE_ACTIONS]
-    if not verified:
-        return False, "no verified similar resolution by a retry"
-    if diagnosis.confidence < t.auto_confidence:
-        return False, f"confidence {diagnosis.confidence:.2f} below {t.auto_confidence:.2f}"
-    return True, f"verified resolution at similarity {verified[0].similarity:.2f}"
+    verdict = decide(diagnosis, matches, book, t)
+    return Decision(diagnosis, verdict.automatic, verdict.reason, verdict.route)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,10 @@ import psycopg
 from medic import knowledge, memory
 from medic.diagnosis import Thresholds
 from medic.embedding import Embedder
+from medic.generation import model_diagnosis
 from medic.knowledge import Entry, Runbook
+from medic.llm.backends import GenerationSettings
+from medic.policy import decide
 
 
 class CaseError(ValueError):
@@ -57,7 +61,11 @@ def evaluate(
     *,
     leave_one_out: bool = False,
     thresholds: Thresholds | None = None,
+    generate: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    settings: GenerationSettings | None = None,
 ) -> dict[str, Any]:
+    """Score the path on labelled cases; with ``generate`` (a worker call) the model diagnoses too."""
+    t = thresholds or Thresholds()
     prepared = [memory.prepare(case["log"]) for case in cases]
     with conn.transaction(force_rollback=True):  # nothing the evaluation adds is kept
         memory.refresh_runbooks(conn, embedder, runbooks)
@@ -79,11 +87,21 @@ def evaluate(
             ]
             knowledge.upsert(conn, embedder, past)
         results = memory.diagnose_prepared(
-            conn, embedder, runbooks, prepared, exclude_keys=[[_case_key(c)] for c in cases], thresholds=thresholds
+            conn, embedder, runbooks, prepared, exclude_keys=[[_case_key(c)] for c in cases], thresholds=t
         )
+    generated: dict[str, Any] = {}
+    if generate is not None:
+        generated = generate(_generation_request(runbooks, cases, prepared, results, settings or GenerationSettings()))
+    outputs = {r["incident_id"]: r for r in generated.get("results", [])}
+    books = {b.error_class: b for b in runbooks}
     rows = []
-    for case, (decision, matches) in zip(cases, results, strict=True):
-        d = decision.diagnosis
+    for case, item, (decision, matches) in zip(cases, prepared, results, strict=True):
+        d, automatic, problem = decision.diagnosis, decision.automatic, None
+        if generate is not None:
+            d, problem, _ = model_diagnosis(
+                d, outputs.get(case["id"]), item.text, [m.source_key for m in matches if m.kind == "incident"]
+            )
+            automatic = decide(d, matches, books.get(d.error_class), t).automatic
         rows.append(
             {
                 "id": case["id"],
@@ -92,12 +110,57 @@ def evaluate(
                 "true_action": case.get("action"),
                 "action": d.action,
                 "auto_safe": case.get("auto_safe"),
-                "automatic": decision.automatic,
+                "automatic": automatic,
                 "confidence": d.confidence,
                 "top_match": matches[0].source_key if matches else None,
+                "refused": problem,
             }
         )
-    return {**score(rows), "leave_one_out": leave_one_out, "model": embedder.model_id, "cases": rows}
+    report = {**score(rows), "leave_one_out": leave_one_out, "model": embedder.model_id, "cases": rows}
+    if generate is not None:
+        report["generation"] = {
+            "backend": generated.get("backend"),
+            "model": generated.get("model"),
+            "python": (generated.get("environment") or {}).get("python"),
+            "batch_seconds": generated.get("seconds"),
+            "refused": sum(1 for r in rows if r["refused"]),
+            "diagnoses_per_second": round(len(rows) / generated["seconds"], 3) if generated.get("seconds") else None,
+        }
+    return report
+
+
+def _generation_request(runbooks, cases, prepared, results, settings: GenerationSettings) -> dict[str, Any]:
+    """The same prompts medic_diagnose builds, one per case, in one batch."""
+    from medic.diagnosis import Diagnosis, contract_text
+    from medic.llm import prompt as prompts
+
+    schema = Diagnosis.model_json_schema()
+    prefix = prompts.prompt_prefix(runbooks, schema)
+    requests = []
+    for case, item, (decision, matches) in zip(cases, prepared, results, strict=True):
+        similar = [
+            {
+                "key": m.source_key,
+                "kind": m.kind,
+                "class": m.error_class,
+                "action": m.action,
+                "outcome": m.outcome,
+                "similarity": m.similarity,
+            }
+            for m in matches
+        ]
+        failure = prompts.failure_section(
+            dag_id="eval",
+            task_id=str(case["id"]),
+            operator=case.get("operator_or_library"),
+            exception=contract_text(f"{item.evidence.exception_type or 'Error'}: {item.evidence.message}", 300),
+            evidence_lines=[contract_text(line, 200) for line in item.evidence.lines],
+            frames=item.evidence.frames,
+            similar=similar,
+            retrieval=decision.diagnosis.model_dump(mode="json"),
+        )
+        requests.append({"incident_id": case["id"], "prompt": prompts.build_prompt(prefix, failure)})
+    return {"settings": asdict(settings), "schema": schema, "prompts": requests}
 
 
 def score(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:

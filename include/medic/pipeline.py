@@ -11,9 +11,15 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
+from psycopg.types.json import Jsonb
+
 from medic import config, db, incidents, outbox
 
 log = logging.getLogger(__name__)
+
+
+class _AlreadyDecided(Exception):
+    """Another diagnose run decided this incident first; this run's rows for it roll back."""
 
 
 def wakeup_summary(triggering_asset_events: Any) -> dict[str, Any]:
@@ -59,26 +65,47 @@ def file_incidents(event_ids: list[int], owner: str) -> dict[str, Any]:
     return asdict(result)
 
 
+def _neighbours(matches) -> list[dict[str, Any]]:
+    return [
+        {
+            "key": m.source_key,
+            "kind": m.kind,
+            "class": m.error_class,
+            "action": m.action,
+            "outcome": m.outcome,
+            "similarity": round(m.similarity, 4),
+            "via": m.via,
+        }
+        for m in matches
+    ]
+
+
 def diagnose_incidents(filing: dict[str, Any]) -> dict[str, Any]:
-    """Diagnose the incidents this run opened, once each, by the shared failure-memory path.
+    """Diagnose the incidents this run opened, once each, from failure memory; build the prompts.
 
-    Incidents that only gained another event keep their diagnosis. Each diagnosis is stored in
-    the same transaction that moves its incident from open to diagnosed, so a retried task
-    never diagnoses an incident twice.
+    Incidents that only gained another event keep their diagnosis. The retrieval diagnosis is
+    stored in the same transaction that moves its incident from open to diagnosed, so a
+    retried task never diagnoses an incident twice. With a generation backend configured,
+    the result also carries one prompt per incident for the generation step.
     """
-    from psycopg.types.json import Jsonb
-
-    from medic import memory
+    from medic import generation, memory
+    from medic.diagnosis import Diagnosis, contract_text
     from medic.embedding import get_embedder
     from medic.knowledge import load_runbooks
+    from medic.llm import prompt as prompts
     from medic.records import FailureRecord
 
+    backend = generation.backend_name()
+    settings = generation.settings_from_config() if backend != "none" else None
     incident_ids = list(filing.get("new_incidents") or [])
+    out: dict[str, Any] = {"backend": backend, "incidents": [], "diagnosed": [], "request": None}
     if not incident_ids:
-        return {"diagnosed": []}
+        return out
     runbooks = load_runbooks()
     embedder = get_embedder()
-    diagnosed: list[dict[str, Any]] = []
+    schema = Diagnosis.model_json_schema()
+    prefix = prompts.prompt_prefix(runbooks, schema)
+    requests: list[dict[str, Any]] = []
     with db.connect(config.get("conn_id"), application_name="medic-diagnose", autocommit=True) as conn:
         memory.ensure_runbooks(conn, embedder, runbooks)
         rows = conn.execute(
@@ -89,20 +116,9 @@ def diagnose_incidents(filing: dict[str, Any]) -> dict[str, Any]:
         records = [(incident_id, FailureRecord.model_validate(payload)) for incident_id, payload in rows]
         prepared = [memory.prepare_record(r) for _, r in records]
         results = memory.diagnose_prepared(conn, embedder, runbooks, prepared)
-        for (incident_id, _), (decision, matches) in zip(records, results, strict=True):
+        for (incident_id, record), item, (decision, matches) in zip(records, prepared, results, strict=True):
             d = decision.diagnosis
-            similar = [
-                {
-                    "key": m.source_key,
-                    "kind": m.kind,
-                    "class": m.error_class,
-                    "action": m.action,
-                    "outcome": m.outcome,
-                    "similarity": round(m.similarity, 4),
-                    "via": m.via,
-                }
-                for m in matches
-            ]
+            similar = _neighbours(matches)
             with conn.transaction():
                 moved = conn.execute(
                     "UPDATE medic.incidents SET status = 'diagnosed', updated_at = now()"
@@ -113,8 +129,8 @@ def diagnose_incidents(filing: dict[str, Any]) -> dict[str, Any]:
                     continue  # someone else got there first
                 conn.execute(
                     "INSERT INTO medic.diagnoses (incident_id, source, embedding_model, error_class, action,"
-                    " confidence, automatic, decision_reason, diagnosis, neighbours)"
-                    " VALUES (%s, 'retrieval', %s, %s, %s, %s, %s, %s, %s, %s)",
+                    " confidence, automatic, decision_reason, route, diagnosis, neighbours)"
+                    " VALUES (%s, 'retrieval', %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     (
                         incident_id,
                         embedder.model_id,
@@ -123,29 +139,204 @@ def diagnose_incidents(filing: dict[str, Any]) -> dict[str, Any]:
                         d.confidence,
                         decision.automatic,
                         decision.reason,
+                        decision.route,
                         Jsonb(d.model_dump(mode="json")),
                         Jsonb(similar),
                     ),
                 )
-            diagnosed.append(
-                {
-                    "incident_id": incident_id,
-                    "class": d.error_class,
-                    "action": d.action,
-                    "confidence": d.confidence,
-                    "automatic": decision.automatic,
-                }
+            out["incidents"].append(incident_id)
+            out["diagnosed"].append(
+                {"incident_id": incident_id, "class": d.error_class, "action": d.action, "confidence": d.confidence}
             )
             log.info(
-                "medic: incident %s diagnosed as %s -> %s (confidence %.2f, %s: %s)",
+                "medic: incident %s: retrieval says %s -> %s (confidence %.2f)",
                 incident_id,
                 d.error_class,
                 d.action,
                 d.confidence,
-                "automatic" if decision.automatic else "needs a person",
-                decision.reason,
             )
-    return {"diagnosed": diagnosed}
+            if settings is not None:
+                failure = prompts.failure_section(
+                    dag_id=record.dag_id,
+                    task_id=record.task_id,
+                    operator=record.operator,
+                    exception=contract_text(f"{item.evidence.exception_type or 'Error'}: {item.evidence.message}", 300),
+                    evidence_lines=[contract_text(line, 200) for line in item.evidence.lines],
+                    frames=item.evidence.frames,
+                    similar=similar,
+                    retrieval=d.model_dump(mode="json"),
+                )
+                requests.append({"incident_id": incident_id, "prompt": prompts.build_prompt(prefix, failure)})
+    if settings is not None:
+        out["request"] = {"settings": asdict(settings), "schema": schema, "prompts": requests}
+    return out
+
+
+def generate_in_process(diagnosed: dict[str, Any]) -> dict[str, Any] | None:
+    """Generation for backends that need no isolated environment (openai: plain HTTP).
+
+    The API key is read from the Connection here, inside the task, so it never travels in XCom.
+    """
+    from medic import generation
+    from medic.llm import worker
+
+    request = diagnosed.get("request")
+    if not request:
+        return None
+    settings = generation.settings_from_config(with_secret=True)
+    return worker.run({**request, "settings": asdict(settings)})
+
+
+_INSERT_MODEL_DIAGNOSIS = """
+INSERT INTO medic.diagnoses (incident_id, source, error_class, action, confidence, automatic, decision_reason,
+                             route, diagnosis, neighbours, generation)
+VALUES (%(incident_id)s, %(source)s, %(error_class)s, %(action)s, %(confidence)s, %(automatic)s, %(reason)s,
+        %(route)s, %(diagnosis)s, %(neighbours)s, %(generation)s)
+RETURNING id
+"""
+
+_RECORD_DECISION = """
+UPDATE medic.incidents
+   SET route = %(route)s, route_reason = %(reason)s, diagnosis_id = %(diagnosis_id)s, decided_at = now(),
+       status = CASE WHEN %(route)s = 'escalate' THEN 'escalated' ELSE status END, updated_at = now()
+ WHERE id = %(incident_id)s AND route IS NULL
+RETURNING id
+"""
+
+
+def decide_incidents(diagnosed: dict[str, Any] | None, generated: dict[str, Any] | None) -> dict[str, Any]:
+    """Validate the generated diagnoses, apply the policy, record one decision per incident.
+
+    With no backend the retrieval diagnosis is the diagnosis. With one, every incident gets the
+    model's validated diagnosis, or, when the output is missing or invalid or the backend was
+    down, an escalation that says why; never a default action. The loop guard's count and the
+    decision are taken under a per-task advisory lock, so concurrent runs cannot both pass it.
+    """
+    from medic import generation, memory, policy
+    from medic.diagnosis import Diagnosis
+    from medic.knowledge import Match, load_runbooks
+    from medic.records import FailureRecord
+
+    diagnosed = diagnosed or {}
+    incident_ids = list(diagnosed.get("incidents") or [])
+    if not incident_ids:
+        return {"decided": []}
+    backend = diagnosed.get("backend", "none")
+    generated = generated or {}
+    results = {r["incident_id"]: r for r in generated.get("results", [])}
+    env = generated.get("environment") or {}
+    books = {b.error_class: b for b in load_runbooks()}
+    thresholds = policy.Thresholds.from_config()
+    window = config.get_int("loop_guard_window_minutes")
+    decided: list[dict[str, Any]] = []
+    with db.connect(config.get("conn_id"), application_name="medic-diagnose", autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT i.id, i.dag_id, i.task_id, e.payload, d.id, d.diagnosis, d.neighbours"
+            " FROM medic.incidents i JOIN medic.failure_events e ON e.id = i.first_event_id"
+            " JOIN LATERAL (SELECT * FROM medic.diagnoses WHERE incident_id = i.id AND source = 'retrieval'"
+            "   ORDER BY id DESC LIMIT 1) d ON true"
+            " WHERE i.id = ANY(%s) AND i.route IS NULL ORDER BY i.id",
+            (incident_ids,),
+        ).fetchall()
+        for incident_id, dag_id, task_id, payload, retrieval_id, retrieval_json, neighbours in rows:
+            record = FailureRecord.model_validate(payload)
+            matches = [
+                Match(
+                    0,
+                    n["kind"],
+                    n["key"],
+                    n["class"],
+                    n["action"],
+                    None,
+                    n["outcome"],
+                    None,
+                    "",
+                    n["similarity"],
+                    n["via"],
+                )
+                for n in neighbours
+            ]
+            diagnosis, problem, notes = Diagnosis.model_validate(retrieval_json), None, []
+            result = results.get(incident_id)
+            if backend != "none":
+                diagnosis, problem, notes = generation.model_diagnosis(
+                    diagnosis, result, memory.prepare_record(record).text, [m.source_key for m in matches]
+                )
+            try:
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"medic-guard:{dag_id}.{task_id}",))
+                    recent = conn.execute(
+                        "SELECT count(*) FROM medic.incidents WHERE dag_id = %s AND task_id = %s AND route = 'auto'"
+                        " AND decided_at > now() - make_interval(mins => %s)",
+                        (dag_id, task_id, window),
+                    ).fetchone()[0]
+                    guards = policy.Guards.for_task(record.dag_tags, recent)
+                    verdict = policy.decide(diagnosis, matches, books.get(diagnosis.error_class), thresholds, guards)
+                    reason = problem or verdict.reason
+                    diagnosis_id = retrieval_id
+                    if backend != "none":
+                        generation_info = {
+                            "backend": backend,
+                            "model": generated.get("model"),
+                            "python": env.get("python"),
+                            "prefix": env.get("prefix"),
+                            "airflow_importable": env.get("airflow_importable"),
+                            "batch_seconds": generated.get("seconds"),
+                            "batch_size": len(results),
+                            "tokens": (result or {}).get("tokens"),
+                            "refused": problem,
+                            "notes": notes,
+                            "raw": ((result or {}).get("text") or "")[:4000],
+                        }
+                        diagnosis_id = conn.execute(
+                            _INSERT_MODEL_DIAGNOSIS,
+                            {
+                                "incident_id": incident_id,
+                                "source": f"llm:{backend}",
+                                "error_class": diagnosis.error_class,
+                                "action": diagnosis.action,
+                                "confidence": diagnosis.confidence,
+                                "automatic": verdict.automatic,
+                                "reason": reason,
+                                "route": verdict.route,
+                                "diagnosis": Jsonb(diagnosis.model_dump(mode="json")),
+                                "neighbours": Jsonb(neighbours),
+                                "generation": Jsonb(generation_info),
+                            },
+                        ).fetchone()[0]
+                    moved = conn.execute(
+                        _RECORD_DECISION,
+                        {
+                            "route": verdict.route,
+                            "reason": reason,
+                            "diagnosis_id": diagnosis_id,
+                            "incident_id": incident_id,
+                        },
+                    ).fetchone()
+                    if moved is None:
+                        raise _AlreadyDecided
+            except _AlreadyDecided:
+                continue  # another run decided it; this run's rows for it rolled back
+            decided.append(
+                {
+                    "incident_id": incident_id,
+                    "class": diagnosis.error_class,
+                    "action": diagnosis.action,
+                    "confidence": diagnosis.confidence,
+                    "route": verdict.route,
+                    "reason": reason,
+                }
+            )
+            log.info(
+                "medic: incident %s decided: %s -> %s, %s (confidence %.2f): %s",
+                incident_id,
+                diagnosis.error_class,
+                diagnosis.action,
+                verdict.route,
+                diagnosis.confidence,
+                reason,
+            )
+    return {"decided": decided}
 
 
 def refresh_knowledge() -> dict[str, Any]:

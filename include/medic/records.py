@@ -57,6 +57,7 @@ class FailureRecord(BaseModel):
     logical_date: datetime | None = None
     run_after: datetime | None = None
     clear_number: int = 0
+    dag_tags: list[str] = Field(default_factory=list)  # for the policy's opt-out tag
     source: FailureSource = "task"
     capture_notes: list[str] = Field(default_factory=list)
 
@@ -201,6 +202,15 @@ def _to_str(value: Any) -> str | None:
     return None if value is None else clean_text(value, 500)
 
 
+def _dag_tags(task_instance: Any) -> list[str]:
+    """The DAG's tags where the process has the DAG (the task process does; the scheduler may not)."""
+    tags = _attr(_attr(_attr(task_instance, "task"), "dag"), "tags")
+    try:
+        return sorted(clean_text(t, 100) for t in tags)[:50] if tags else []
+    except TypeError:
+        return []
+
+
 def build_record(
     task_instance: Any,
     error: Any,
@@ -266,6 +276,7 @@ def build_record(
         logical_date=_attr(dag_run, "logical_date"),
         run_after=_attr(dag_run, "run_after"),
         clear_number=int(_attr(dag_run, "clear_number", 0) or 0),
+        dag_tags=_dag_tags(task_instance),
         source=source,
         capture_notes=notes,
     )

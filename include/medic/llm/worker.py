@@ -1,0 +1,128 @@
+"""The generation worker: what runs in the isolated environment, on the ``llm`` queue.
+
+``run(request) -> response`` takes and returns plain data, so Airflow can call it through
+``@task.external_python`` (pickled arguments, another interpreter) without either side
+importing the other's libraries. It never raises for a bad batch: every prompt gets a text
+or an error, and the caller escalates the errors. A hard deadline (SIGALRM in the worker's
+main thread) bounds model loading and generation together.
+
+Also runnable as ``python -m medic.llm.worker < request.json`` (bench, debugging).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from medic.llm.backends import Backend, Generation, GenerationSettings, make_backend
+
+_BACKENDS: dict[GenerationSettings, Backend] = {}  # one loaded model per process and settings
+
+
+class GenerationTimeout(Exception):
+    pass
+
+
+def environment() -> dict[str, Any]:
+    """Which interpreter ran the batch: the evidence that generation really is isolated."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    packages = {}
+    for name in ("torch", "transformers", "xgrammar", "vllm", "apache-airflow"):
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:
+            packages[name] = None
+    return {
+        "python": sys.executable,
+        "prefix": sys.prefix,
+        "pid": os.getpid(),
+        "airflow_importable": importlib.util.find_spec("airflow") is not None,
+        "packages": packages,
+    }
+
+
+@contextmanager
+def _deadline(seconds: float):
+    """Raise GenerationTimeout after ``seconds`` (main thread only; elsewhere the backend's own limits apply)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or seconds <= 0:
+        yield
+        return
+
+    def expire(signum, frame):
+        raise GenerationTimeout(f"generation exceeded {seconds:.0f}s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def run(request: Mapping[str, Any]) -> dict[str, Any]:
+    started = time.monotonic()
+    prompts = list(request.get("prompts") or [])
+    ids = [p.get("incident_id") for p in prompts]
+    response: dict[str, Any] = {"environment": environment(), "results": [], "seconds": 0.0}
+
+    def fail_all(reason: str) -> dict[str, Any]:
+        response["results"] = [{"incident_id": i, "text": None, "error": reason} for i in ids]
+        response["seconds"] = round(time.monotonic() - started, 3)
+        return response
+
+    try:
+        settings = GenerationSettings.from_mapping(request.get("settings") or {})
+    except (TypeError, ValueError) as exc:
+        return fail_all(f"bad generation settings: {exc}")
+    response.update(backend=settings.backend, model=settings.model)
+    if not prompts:
+        return fail_all("")
+    if settings.backend == "vllm" and response["environment"]["airflow_importable"]:
+        return fail_all(
+            "the vllm backend runs only in its isolated environment ([medic] llm_python), not beside Airflow"
+        )
+    deadline = started + settings.timeout_seconds
+    try:
+        with _deadline(settings.timeout_seconds):
+            backend = _BACKENDS.get(settings)
+            if backend is None:
+                backend = _BACKENDS[settings] = make_backend(settings)
+            generations: list[Generation] = backend.generate(
+                [p["prompt"] for p in prompts], request["schema"], deadline
+            )
+    except GenerationTimeout as exc:
+        return fail_all(str(exc))
+    except ImportError as exc:
+        return fail_all(f"the {settings.backend} backend is not installed in {sys.executable}: {exc}")
+    except Exception as exc:  # a backend that is down or broken escalates; it never guesses
+        return fail_all(f"{settings.backend} backend failed: {type(exc).__name__}: {exc}"[:500])
+    if len(generations) != len(prompts):
+        return fail_all(f"backend returned {len(generations)} outputs for {len(prompts)} prompts")
+    response["results"] = [
+        {"incident_id": i, "text": g.text, "error": g.error, "tokens": g.tokens}
+        for i, g in zip(ids, generations, strict=True)
+    ]
+    response["seconds"] = round(time.monotonic() - started, 3)
+    return response
+
+
+def main() -> int:
+    response = run(json.load(sys.stdin))
+    json.dump(response, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
