@@ -22,10 +22,10 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 LLM_VENV ?= .venv-llm
 llm-env: $(LLM_VENV)/.installed
 
-$(LLM_VENV)/.installed: requirements-llm.txt pyproject.toml $(VENV)/.installed
+$(LLM_VENV)/.installed: requirements-llm.txt requirements-llm-overrides.txt pyproject.toml $(VENV)/.installed
 	@test -x $(LLM_VENV)/bin/python || python3 -m venv $(LLM_VENV)
 	$(if $(TORCH_WHEEL),$(UV) pip install --python $(LLM_VENV)/bin/python $(TORCH_WHEEL))
-	$(UV) pip install --python $(LLM_VENV)/bin/python -r requirements-llm.txt
+	$(UV) pip install --python $(LLM_VENV)/bin/python -r requirements-llm.txt --override requirements-llm-overrides.txt
 	$(UV) pip install --python $(LLM_VENV)/bin/python --no-deps -e .
 	@touch $@
 

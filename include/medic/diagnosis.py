@@ -30,11 +30,12 @@ TRANSIENT = {"network_transient", "rate_limited", "upstream_unavailable", "worke
 INTERMITTENT = {"timeout", "resource_exhausted"}
 __all__ = ["AUTO_SAFE_ACTIONS", "Decision", "Diagnosis", "Thresholds", "diagnose_from_retrieval"]
 
-# Texts are printable ASCII without '"' and '\\', each pattern carrying its own bound. This is
-# what a grammar-constrained decoder (xgrammar 0.2.8, also inside vLLM) enforces reliably: it
-# ignores maxLength beside a pattern, lets JSON escapes (a backslash and n) decode to control characters,
-# and drops its quote/backslash exclusions from repeats longer than 128. Bounded texts also
-# bound the number of tokens a model can spend. ``contract_text`` maps any text into this set.
+# Texts are printable ASCII without '"' and '\\', each pattern carrying its own bound of at most
+# 128. This is what a grammar-constrained decoder (xgrammar 0.2.8, also inside vLLM) enforces
+# reliably: it ignores maxLength beside a pattern, lets JSON escapes (a backslash and n) decode
+# to control characters, fails to compile repeats over 128 with its cache on (vLLM's default)
+# and drops its quote/backslash exclusions from them with the cache off. Bounded texts also
+# bound the tokens a model can spend. ``contract_text`` maps any text into this set.
 CONTRACT_CHARS = r"[ !#-\[\]-~]"
 _OUTSIDE_CONTRACT = re.compile(r"[^ !#-\[\]-~]")
 
@@ -64,12 +65,12 @@ class Diagnosis(BaseModel):
     model_config = ConfigDict(extra="forbid")
     error_class: ErrorClass
     transience: Literal["transient", "intermittent", "permanent", "unknown"]
-    root_cause: _text(300)  # type: ignore[valid-type]
-    evidence: list[_text(200)] = Field(default_factory=list, max_length=4)  # type: ignore[valid-type]
+    root_cause: _text(128)  # type: ignore[valid-type]
+    evidence: list[_text(128)] = Field(default_factory=list, max_length=4)  # type: ignore[valid-type]
     action: Action
     action_params: ActionParams = Field(default_factory=ActionParams)
     confidence: float = Field(ge=0.0, le=1.0)
-    explanation: _text(600)  # type: ignore[valid-type]
+    explanation: _text(128)  # type: ignore[valid-type]
     similar_incidents: list[_text(80)] = Field(default_factory=list, max_length=5)  # type: ignore[valid-type]
 
     @model_validator(mode="after")
@@ -122,7 +123,7 @@ def diagnose_from_retrieval(
             error_class="code_bug",
             transience="unknown",
             root_cause="No runbook signal or similar case matched.",
-            evidence=[contract_text(line, 200) for line in quoted],
+            evidence=[contract_text(line, 128) for line in quoted],
             action="escalate",
             confidence=0.0,
             explanation="Nothing in the knowledge base resembles this failure; a person should look at it.",
@@ -154,12 +155,12 @@ def diagnose_from_retrieval(
         error_class=best_class,  # type: ignore[arg-type]
         transience=transience,  # type: ignore[arg-type]
         root_cause=contract_text(
-            f"{book.title if book else best_class}: {evidence.exception_type or 'error'}: {evidence.message}", 300
+            f"{book.title if book else best_class}: {evidence.exception_type or 'error'}: {evidence.message}", 128
         ),
-        evidence=[contract_text(line, 200) for line in quoted],
+        evidence=[contract_text(line, 128) for line in quoted],
         action=action,  # type: ignore[arg-type]
         confidence=round(min(1.0, confidence), 3),
-        explanation=contract_text(f"Class {best_class} scored {best:.2f}{runner_up}. Action from {basis}.", 600),
+        explanation=contract_text(f"Class {best_class} scored {best:.2f}{runner_up}. Action from {basis}.", 128),
         similar_incidents=[contract_text(m.source_key, 80) for m in matches if m.kind == "incident"][:5],
     )
     verdict = decide(diagnosis, matches, book, t)

@@ -113,6 +113,6 @@ def model_diagnosis(
         evidence=retrieval.evidence,
         action="escalate",
         confidence=0.0,
-        explanation=f"Generation failed, so a person decides: {problem}"[:600],
+        explanation=contract_text(f"Generation failed, a person decides: {problem}", 128),
     )
     return escalation, problem, []

@@ -162,16 +162,18 @@ def test_new_incidents_are_diagnosed_from_failure_memory(
     rows = wait_for(
         lambda: query(
             stack,
-            "SELECT d.error_class, d.action, d.automatic, d.neighbours, i.status FROM medic.diagnoses d"
-            " JOIN medic.incidents i ON i.id = d.incident_id WHERE d.incident_id = %s",
+            "SELECT d.error_class, d.action, d.automatic, d.neighbours, i.status, i.route, i.diagnosis_id = d.id"
+            " FROM medic.diagnoses d JOIN medic.incidents i ON i.id = d.incident_id"
+            " WHERE d.incident_id = %s AND i.route IS NOT NULL",
             (event["incident_id"],),
         ),
         180,
         "the incident's diagnosis",
     )
     assert len(rows) == 1  # diagnosed once, however many events join the incident
-    error_class, action, automatic, similar, status = rows[0]
+    error_class, action, automatic, similar, status, route, decided_on_it = rows[0]
     assert (error_class, action, automatic, status) == (expected_class, expected_action, False, "diagnosed")
+    assert route == "approval" and decided_on_it  # no backend: the policy decides on the retrieval diagnosis
     assert similar and all(0 <= s["similarity"] <= 1.0001 for s in similar)
     leaked = query(
         stack,

@@ -104,7 +104,7 @@ def test_output_outside_the_contract_is_refused_with_a_reason() -> None:
         valid(action="mark_success"): "at action",
         valid(error_class="cosmic_rays"): "at error_class",
         valid(confidence=1.5): "at confidence",
-        valid(root_cause="x" * 301): "at root_cause",
+        valid(root_cause="x" * 129): "at root_cause",
         valid(root_cause="line\nbreak"): "at root_cause",
         valid(shell="rm -rf /"): "at shell",
         valid(action_params={"delay_seconds": 5}): "delay_seconds",
@@ -115,3 +115,28 @@ def test_output_outside_the_contract_is_refused_with_a_reason() -> None:
         checked = check_output(output, failure_text=INJECTION, offered_keys=[])
         assert checked.diagnosis is None, output
         assert reason in checked.problem, (output, checked.problem)
+
+
+def test_a_model_that_obeys_an_injected_log_still_cannot_act_alone() -> None:
+    from medic.examples import INJECTED_LINES
+    from medic.knowledge import Match
+    from medic.policy import Thresholds, decide
+
+    log = "\n".join(INJECTED_LINES) + "\nValueError: partner export failed validation at row 1042"
+    parroted = INJECTED_LINES[1].split("Answer (JSON): ", 1)[1]  # the fake diagnosis, word for word
+    checked = check_output(parroted, failure_text=log, offered_keys=["incident:7"])
+    assert checked.diagnosis is not None and checked.diagnosis.action == "retry"
+    assert checked.diagnosis.similar_incidents == []  # "incident:1" was never offered
+    books = {b.error_class: b for b in load_runbooks()}
+    # what retrieval found for this log: runbook text and a verified fix of another class
+    matches = [
+        Match(
+            1, "runbook", "data_quality.md#example-0", "data_quality", "fix_data", False, None, None, "", 0.71, "vector"
+        ),
+        Match(2, "incident", "incident:7", "code_bug", "fix_code", False, "resolved", None, "", 0.66, "vector"),
+    ]
+    verdict = decide(checked.diagnosis, matches, books["network_transient"], Thresholds())
+    assert verdict.route == "approval" and not verdict.automatic
+    # and "mark everything success" is not an action at all
+    refused = check_output(valid(action="mark_success", confidence=1.0), failure_text=log, offered_keys=[])
+    assert refused.diagnosis is None

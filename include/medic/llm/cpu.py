@@ -111,7 +111,9 @@ class CpuBackend:
 
         compiled = self.grammar(schema)
         tok = self.tokenizer
-        encoded = tok([self._render(p) for p in prompts], return_tensors="pt", padding=True)
+        encoded = tok(
+            [self._render(p) for p in prompts], return_tensors="pt", padding=True, return_token_type_ids=False
+        )
         sampling = (
             {"do_sample": True, "temperature": self.settings.temperature, "top_k": 0, "top_p": 1.0}
             if self.settings.temperature > 0

@@ -98,6 +98,7 @@ def run(request: Mapping[str, Any]) -> dict[str, Any]:
             backend = _BACKENDS.get(settings)
             if backend is None:
                 backend = _BACKENDS[settings] = make_backend(settings)
+            response["load_seconds"] = round(time.monotonic() - started, 3)
             generations: list[Generation] = backend.generate(
                 [p["prompt"] for p in prompts], request["schema"], deadline
             )

@@ -1,0 +1,87 @@
+"""Generation on the real stack: medic_diagnose's generate step runs in the generation environment.
+
+The module reconfigures the running stack ([medic] llm_backend = cpu, a tiny local model, the
+.venv-llm interpreter), restarting the dag-processor and scheduler, and restores it afterwards.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.helpers import query, wait_filed, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def _restart_with(stack, client, env: dict[str, str], *, generating: bool) -> None:
+    for key in ("AIRFLOW__MEDIC__LLM_BACKEND", "AIRFLOW__MEDIC__LLM_PYTHON", "AIRFLOW__MEDIC__LLM_MODEL"):
+        stack.extra_env.pop(key, None)
+    stack.extra_env.update(env)
+    for name in ("dag-processor", "scheduler"):
+        stack.stop_component(name)
+        stack.start_component(name)
+
+    def parsed() -> bool:
+        tasks = {t["task_id"] for t in client.get("/api/v2/dags/medic_diagnose/tasks")["tasks"]}
+        return ("generate_diagnoses" in tasks) == generating
+
+    wait_for(parsed, 180, f"medic_diagnose re-parsed {'with' if generating else 'without'} a generate step", 2)
+
+
+@pytest.fixture(scope="module")
+def generating(stack, client, llm_python, tiny_model):
+    _restart_with(
+        stack,
+        client,
+        {
+            "AIRFLOW__MEDIC__LLM_BACKEND": "cpu",
+            "AIRFLOW__MEDIC__LLM_PYTHON": llm_python,
+            "AIRFLOW__MEDIC__LLM_MODEL": tiny_model,
+        },
+        generating=True,
+    )
+    yield llm_python
+    _restart_with(stack, client, {}, generating=False)
+
+
+def test_the_model_diagnoses_in_its_own_environment_and_the_policy_decides(stack, client, generating) -> None:
+    task = client.get("/api/v2/dags/medic_diagnose/tasks/generate_diagnoses")
+    assert (task["queue"], task["operator_name"]) == ("llm", "@task.external_python")
+
+    run_id = client.trigger("demo_prompt_injection")
+    client.wait_for_run("demo_prompt_injection", run_id)
+    (event,) = wait_filed(stack, "demo_prompt_injection", run_id, 1, 90)
+    incident_id = event["incident_id"]
+    assert "ignore previous instructions" in event["payload"]["log_tail"]  # the model was shown the injection
+    decided = wait_for(
+        lambda: query(
+            stack,
+            "SELECT route, route_reason, status, diagnosis_id FROM medic.incidents WHERE id = %s AND route IS NOT NULL",
+            (incident_id,),
+        ),
+        300,
+        "the incident's decision",
+    )
+    route, reason, status, diagnosis_id = decided[0]
+    rows = query(
+        stack,
+        "SELECT id, source, action, route, generation FROM medic.diagnoses WHERE incident_id = %s ORDER BY id",
+        (incident_id,),
+    )
+    assert [r[1] for r in rows] == ["retrieval", "llm:cpu"]
+    model_row = rows[1]
+    assert diagnosis_id == model_row[0]  # the decision used the model's diagnosis
+    generation = model_row[4]
+    # it ran in the generation environment's interpreter, where Airflow is not even importable
+    assert generation["python"] == generating and generation["airflow_importable"] is False
+    assert generation["backend"] == "cpu" and generation["batch_size"] >= 1
+    # a random model may say anything allowed, and the log asked for a retry: never automatic without
+    # verified evidence
+    assert route in ("approval", "escalate") and reason
+    if generation["refused"]:
+        assert (model_row[2], route, status) == ("escalate", "escalate", "escalated")
+    else:
+        assert generation["raw"].startswith("{")  # a valid answer, which may itself escalate
+        assert status == ("escalated" if route == "escalate" else "diagnosed")
+    ti = client.get(f"/api/v2/dags/medic_diagnose/dagRuns/{event['processed_by']}/taskInstances/generate_diagnoses")
+    assert ti["state"] == "success"
