@@ -81,3 +81,53 @@ def test_cli_prints_one_json_object(embedded, it_db, tmp_path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["n"] == 1 and result["class_accuracy"] == 1.0 and "per_class" in result
+
+
+def test_eval_generation_path_scores_the_models_diagnoses(kb_conn, llm_python, tiny_model) -> None:
+    """`medic eval --backend cpu`: the same prompts as medic_diagnose, one batch, in the generation env."""
+    from medic.llm.backends import GenerationSettings
+    from medic.llm.client import run_isolated
+
+    cases = [
+        {
+            "id": "net",
+            "log": "ConnectionRefusedError: [Errno 111] Connection refused",
+            "error_class": "network_transient",
+            "action": "retry",
+            "auto_safe": True,
+        },
+        {
+            "id": "bug",
+            "log": "KeyError: 'customer_id'",
+            "error_class": "code_bug",
+            "action": "fix_code",
+            "auto_safe": False,
+        },
+        {
+            "id": "dead",
+            "log": "psycopg2.errors.DeadlockDetected: deadlock detected",
+            "error_class": "db_contention",
+            "action": "retry",
+            "auto_safe": True,
+        },
+    ]
+    requests = []
+
+    def generate(request: dict) -> dict:
+        requests.append(request)
+        return run_isolated(llm_python, request, timeout=300)
+
+    result = evaluate(
+        kb_conn,
+        get_embedder(),
+        load_runbooks(),
+        cases,
+        leave_one_out=True,
+        generate=generate,
+        settings=GenerationSettings(backend="cpu", model=tiny_model),
+    )
+    assert len(requests) == 1 and len(requests[0]["prompts"]) == 3  # one batched call
+    assert result["generation"]["python"] == llm_python and result["generation"]["refused"] == 0
+    # a random model's guesses are scored as they are, and never automated without evidence it cannot forge
+    assert all(row["refused"] is None for row in result["cases"])
+    assert result["auto_precision"] in (None, 1.0)
