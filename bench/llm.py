@@ -41,28 +41,21 @@ def failure_logs(n: int) -> list[str]:
 
 
 def build_request(logs: list[str], settings: Any) -> dict[str, Any]:
-    from medic import memory
-    from medic.diagnosis import Diagnosis, contract_text
+    from medic import generation, memory
+    from medic.diagnosis import Diagnosis
     from medic.knowledge import load_runbooks
-    from medic.llm import prompt as prompts
 
-    schema = Diagnosis.model_json_schema()
-    prefix = prompts.prompt_prefix(load_runbooks(), schema)
-    requests = []
-    for i, log in enumerate(logs):
-        item = memory.prepare(log)
-        failure = prompts.failure_section(
-            dag_id="bench",
-            task_id=f"t{i}",
-            operator=None,
-            exception=contract_text(f"{item.evidence.exception_type or 'Error'}: {item.evidence.message}", 128),
-            evidence_lines=[contract_text(line, 128) for line in item.evidence.lines],
-            frames=item.evidence.frames,
-            similar=[],
-            retrieval=None,
-        )
-        requests.append({"incident_id": i, "prompt": prompts.build_prompt(prefix, failure)})
-    return {"settings": asdict(settings), "schema": schema, "prompts": requests}
+    prefix = generation.prompt_prefix(load_runbooks())
+    requests = [
+        {
+            "incident_id": i,
+            "prompt": generation.incident_prompt(
+                prefix, memory.prepare(log), dag_id="bench", task_id=f"t{i}", operator=None, similar=[], retrieval=None
+            ),
+        }
+        for i, log in enumerate(logs)
+    ]
+    return {"settings": asdict(settings), "schema": Diagnosis.model_json_schema(), "prompts": requests}
 
 
 def main(argv: list[str], stack: Any = None) -> int:

@@ -74,7 +74,7 @@ def medic_diagnose():
 
     diagnosed = diagnose_incidents(file_incidents(claim_failure_events()))
     decided = decide_incidents(diagnosed)
-    if LLM_BACKEND == "openai" and not LLM_PYTHON:
+    if LLM_BACKEND == "openai":  # plain HTTP: no second environment needed, and the key stays in this task
 
         @task(task_id="generate_diagnoses", queue=LLM_QUEUE, retries=0, execution_timeout=LLM_TASK_TIMEOUT)
         def generate_over_http(diagnosed: dict) -> dict | None:

@@ -54,7 +54,7 @@ DEFAULTS: dict[str, str] = {
     # Generation: none (retrieval only), cpu (transformers + xgrammar), vllm, or openai.
     "llm_backend": "none",
     # The generation environment's interpreter (cpu, vllm): a second Python environment that
-    # Airflow never imports. Empty: generation runs in Airflow's interpreter (openai only).
+    # Airflow never imports. Not used by openai (plain HTTP from a task on llm_queue).
     "llm_python": "",
     # The queue of the workers that have the generation environment (and the GPU).
     "llm_queue": "llm",

@@ -131,11 +131,10 @@ def evaluate(
 
 def _generation_request(runbooks, cases, prepared, results, settings: GenerationSettings) -> dict[str, Any]:
     """The same prompts medic_diagnose builds, one per case, in one batch."""
-    from medic.diagnosis import Diagnosis, contract_text
-    from medic.llm import prompt as prompts
+    from medic import generation
+    from medic.diagnosis import Diagnosis
 
-    schema = Diagnosis.model_json_schema()
-    prefix = prompts.prompt_prefix(runbooks, schema)
+    prefix = generation.prompt_prefix(runbooks)
     requests = []
     for case, item, (decision, matches) in zip(cases, prepared, results, strict=True):
         similar = [
@@ -149,18 +148,17 @@ def _generation_request(runbooks, cases, prepared, results, settings: Generation
             }
             for m in matches
         ]
-        failure = prompts.failure_section(
+        prompt = generation.incident_prompt(
+            prefix,
+            item,
             dag_id="eval",
             task_id=str(case["id"]),
             operator=case.get("operator_or_library"),
-            exception=contract_text(f"{item.evidence.exception_type or 'Error'}: {item.evidence.message}", 128),
-            evidence_lines=[contract_text(line, 128) for line in item.evidence.lines],
-            frames=item.evidence.frames,
             similar=similar,
-            retrieval=decision.diagnosis.model_dump(mode="json"),
+            retrieval=decision.diagnosis,
         )
-        requests.append({"incident_id": case["id"], "prompt": prompts.build_prompt(prefix, failure)})
-    return {"settings": asdict(settings), "schema": schema, "prompts": requests}
+        requests.append({"incident_id": case["id"], "prompt": prompt})
+    return {"settings": asdict(settings), "schema": Diagnosis.model_json_schema(), "prompts": requests}
 
 
 def score(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -54,6 +54,40 @@ def settings_from_config(*, with_secret: bool = False) -> GenerationSettings:
     )
 
 
+def prompt_prefix(runbooks: Iterable[Any]) -> str:
+    """The fixed part of every prompt: the same for every incident while the runbooks are."""
+    from medic.llm import prompt as prompts
+
+    return prompts.prompt_prefix(runbooks, Diagnosis.model_json_schema())
+
+
+def incident_prompt(
+    prefix: str,
+    prepared: Any,
+    *,
+    dag_id: str,
+    task_id: str,
+    operator: str | None,
+    similar: Iterable[Mapping[str, Any]],
+    retrieval: Diagnosis | None,
+) -> str:
+    """The whole prompt for one prepared failure; evidence shown as the contract can quote it."""
+    from medic.llm import prompt as prompts
+
+    evidence = prepared.evidence
+    failure = prompts.failure_section(
+        dag_id=dag_id,
+        task_id=task_id,
+        operator=operator,
+        exception=contract_text(f"{evidence.exception_type or 'Error'}: {evidence.message}", 128),
+        evidence_lines=[contract_text(line, 128) for line in evidence.lines],
+        frames=evidence.frames,
+        similar=list(similar),
+        retrieval=retrieval.model_dump(mode="json") if retrieval else None,
+    )
+    return prompts.build_prompt(prefix, failure)
+
+
 @dataclass
 class Checked:
     diagnosis: Diagnosis | None

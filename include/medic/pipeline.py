@@ -89,10 +89,9 @@ def diagnose_incidents(filing: dict[str, Any]) -> dict[str, Any]:
     the result also carries one prompt per incident for the generation step.
     """
     from medic import generation, memory
-    from medic.diagnosis import Diagnosis, contract_text
+    from medic.diagnosis import Diagnosis
     from medic.embedding import get_embedder
     from medic.knowledge import load_runbooks
-    from medic.llm import prompt as prompts
     from medic.records import FailureRecord
 
     backend = generation.backend_name()
@@ -103,8 +102,7 @@ def diagnose_incidents(filing: dict[str, Any]) -> dict[str, Any]:
         return out
     runbooks = load_runbooks()
     embedder = get_embedder()
-    schema = Diagnosis.model_json_schema()
-    prefix = prompts.prompt_prefix(runbooks, schema)
+    prefix = generation.prompt_prefix(runbooks)
     requests: list[dict[str, Any]] = []
     with db.connect(config.get("conn_id"), application_name="medic-diagnose", autocommit=True) as conn:
         memory.ensure_runbooks(conn, embedder, runbooks)
@@ -156,19 +154,18 @@ def diagnose_incidents(filing: dict[str, Any]) -> dict[str, Any]:
                 d.confidence,
             )
             if settings is not None:
-                failure = prompts.failure_section(
+                prompt = generation.incident_prompt(
+                    prefix,
+                    item,
                     dag_id=record.dag_id,
                     task_id=record.task_id,
                     operator=record.operator,
-                    exception=contract_text(f"{item.evidence.exception_type or 'Error'}: {item.evidence.message}", 128),
-                    evidence_lines=[contract_text(line, 128) for line in item.evidence.lines],
-                    frames=item.evidence.frames,
                     similar=similar,
-                    retrieval=d.model_dump(mode="json"),
+                    retrieval=d,
                 )
-                requests.append({"incident_id": incident_id, "prompt": prompts.build_prompt(prefix, failure)})
+                requests.append({"incident_id": incident_id, "prompt": prompt})
     if settings is not None:
-        out["request"] = {"settings": asdict(settings), "schema": schema, "prompts": requests}
+        out["request"] = {"settings": asdict(settings), "schema": Diagnosis.model_json_schema(), "prompts": requests}
     return out
 
 

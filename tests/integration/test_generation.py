@@ -55,7 +55,7 @@ def test_cpu_backend_is_schema_valid_every_time_in_one_batch_in_a_second_environ
 
 def test_a_batch_past_its_time_limit_escalates_every_incident(llm_python: str, tiny_model: str) -> None:
     response = run_isolated(llm_python, request(tiny_model, 3, backend="cpu", timeout_seconds=0.3), timeout=120)
-    assert [r["error"] for r in response["results"]] == ["generation exceeded 0s"] * 3
+    assert [r["error"] for r in response["results"]] == ["generation exceeded 0.3s"] * 3
     retrieval = Diagnosis(
         error_class="network_transient",
         transience="transient",

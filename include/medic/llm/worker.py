@@ -26,8 +26,9 @@ from medic.llm.backends import Backend, Generation, GenerationSettings, make_bac
 _BACKENDS: dict[GenerationSettings, Backend] = {}  # one loaded model per process and settings
 
 
-class GenerationTimeout(Exception):
-    pass
+class GenerationTimeout(BaseException):
+    """A BaseException, like KeyboardInterrupt: libraries that catch Exception (lazy imports do)
+    must not swallow the deadline."""
 
 
 def environment() -> dict[str, Any]:
@@ -51,15 +52,18 @@ def environment() -> dict[str, Any]:
 
 @contextmanager
 def _deadline(seconds: float):
-    """Raise GenerationTimeout after ``seconds`` (main thread only; elsewhere the backend's own limits apply)."""
+    """Raise GenerationTimeout after ``seconds``: in the main thread, and only when no one else's
+    alarm is armed (inside an Airflow task, execution_timeout owns SIGALRM); elsewhere the
+    backend's own limits apply (transformers' max_time, the HTTP timeout)."""
     import threading
 
-    if threading.current_thread() is not threading.main_thread() or seconds <= 0:
+    busy = signal.getitimer(signal.ITIMER_REAL)[0] > 0
+    if threading.current_thread() is not threading.main_thread() or seconds <= 0 or busy:
         yield
         return
 
     def expire(signum, frame):
-        raise GenerationTimeout(f"generation exceeded {seconds:.0f}s")
+        raise GenerationTimeout(f"generation exceeded {seconds:g}s")
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -108,6 +112,8 @@ def run(request: Mapping[str, Any]) -> dict[str, Any]:
         return fail_all(f"the {settings.backend} backend is not installed in {sys.executable}: {exc}")
     except Exception as exc:  # a backend that is down or broken escalates; it never guesses
         return fail_all(f"{settings.backend} backend failed: {type(exc).__name__}: {exc}"[:500])
+    if time.monotonic() > deadline:  # the alarm can land where it is not raised (C code): check the clock too
+        return fail_all(f"generation exceeded {settings.timeout_seconds:g}s")
     if len(generations) != len(prompts):
         return fail_all(f"backend returned {len(generations)} outputs for {len(prompts)} prompts")
     response["results"] = [
