@@ -137,17 +137,7 @@ def _generation_request(runbooks, cases, prepared, results, settings: Generation
     prefix = generation.prompt_prefix(runbooks)
     requests = []
     for case, item, (decision, matches) in zip(cases, prepared, results, strict=True):
-        similar = [
-            {
-                "key": m.source_key,
-                "kind": m.kind,
-                "class": m.error_class,
-                "action": m.action,
-                "outcome": m.outcome,
-                "similarity": m.similarity,
-            }
-            for m in matches
-        ]
+        similar = generation.neighbours(matches)
         prompt = generation.incident_prompt(
             prefix,
             item,

@@ -54,6 +54,22 @@ def settings_from_config(*, with_secret: bool = False) -> GenerationSettings:
     )
 
 
+def neighbours(matches: Iterable[Any]) -> list[dict[str, Any]]:
+    """Retrieved entries as stored with a diagnosis and shown in the prompt."""
+    return [
+        {
+            "key": m.source_key,
+            "kind": m.kind,
+            "class": m.error_class,
+            "action": m.action,
+            "outcome": m.outcome,
+            "similarity": round(m.similarity, 4),
+            "via": m.via,
+        }
+        for m in matches
+    ]
+
+
 def prompt_prefix(runbooks: Iterable[Any]) -> str:
     """The fixed part of every prompt: the same for every incident while the runbooks are."""
     from medic.llm import prompt as prompts

@@ -65,21 +65,6 @@ def file_incidents(event_ids: list[int], owner: str) -> dict[str, Any]:
     return asdict(result)
 
 
-def _neighbours(matches) -> list[dict[str, Any]]:
-    return [
-        {
-            "key": m.source_key,
-            "kind": m.kind,
-            "class": m.error_class,
-            "action": m.action,
-            "outcome": m.outcome,
-            "similarity": round(m.similarity, 4),
-            "via": m.via,
-        }
-        for m in matches
-    ]
-
-
 def diagnose_incidents(filing: dict[str, Any]) -> dict[str, Any]:
     """Diagnose the incidents this run opened, once each, from failure memory; build the prompts.
 
@@ -116,7 +101,7 @@ def diagnose_incidents(filing: dict[str, Any]) -> dict[str, Any]:
         results = memory.diagnose_prepared(conn, embedder, runbooks, prepared)
         for (incident_id, record), item, (decision, matches) in zip(records, prepared, results, strict=True):
             d = decision.diagnosis
-            similar = _neighbours(matches)
+            similar = generation.neighbours(matches)
             with conn.transaction():
                 moved = conn.execute(
                     "UPDATE medic.incidents SET status = 'diagnosed', updated_at = now()"
