@@ -5,7 +5,10 @@ asset events. New incidents are diagnosed from failure memory (scrub, fingerprin
 retrieve runbooks and verified incidents), then, with a generation backend configured, by a
 model in the generation environment: ``@task.external_python`` on the ``llm`` queue, an
 interpreter Airflow never imports (``[medic] llm_python``). The policy then decides per
-incident: automatic, approval by a person, or escalation.
+incident: automatic, approval by a person, or escalation. Automatic fixes are applied at once
+(``remediate_automatic``, one mapped task per incident); each incident that needs a person gets
+an approval request in the UI (``approve_remediation``, Airflow's HITL operator, mapped). Fixes
+go through Airflow's REST API with the service credential of ``[medic] api_conn_id``.
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ from airflow.sdk import dag, get_current_context, task
 
 from assets.medic_assets import MEDIC_TASK_FAILURES
 from medic import config
+from medic.operators import ApprovalLinkNotifier, ApproveRemediationOperator, RemediateOperator
 
 LLM_BACKEND = config.get("llm_backend").strip().lower() or "none"
 LLM_PYTHON = config.get("llm_python").strip()
 LLM_QUEUE = config.get("llm_queue")
 # the batch's own limit plus room for the interpreter to start; past it the task is killed
 LLM_TASK_TIMEOUT = timedelta(seconds=float(config.get("llm_timeout_seconds")) + 120)
+APPROVERS = [{"id": user, "name": user} for user in config.get("approvers").split(",") if user.strip()]
+APPROVAL_TIMEOUT = timedelta(minutes=config.get_float("approval_timeout_minutes"))
 
 
 @dag(
@@ -30,7 +36,7 @@ LLM_TASK_TIMEOUT = timedelta(seconds=float(config.get("llm_timeout_seconds")) + 
     schedule=[MEDIC_TASK_FAILURES],
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=4,
+    max_active_runs=config.get_int("diagnose_max_active_runs"),
     tags=["medic"],
     default_args={"retries": 2, "retry_delay": timedelta(seconds=5)},
     doc_md=__doc__,
@@ -64,16 +70,37 @@ def medic_diagnose():
         return worker.run(request) if request else None
 
     @task(trigger_rule="all_done")
-    def decide_incidents(diagnosed: dict) -> dict:
+    def decide_incidents(diagnosed: dict) -> list[dict]:
+        """Returns the automatic plans (mapped at once); the approvals go on under their own key."""
         from medic import pipeline
 
+        ti = get_current_context()["ti"]
         generated = None
         if LLM_BACKEND != "none":  # absent when generation failed: then every incident escalates
-            generated = get_current_context()["ti"].xcom_pull(task_ids="generate_diagnoses")
-        return pipeline.decide_incidents(diagnosed, generated)
+            generated = ti.xcom_pull(task_ids="generate_diagnoses")
+        result = pipeline.decide_incidents(diagnosed, generated)
+        ti.xcom_push(key="approvals", value=result["approvals"])
+        return result["auto"]
+
+    @task
+    def prepare_approvals() -> list[dict]:
+        from medic import pipeline
+
+        plans = get_current_context()["ti"].xcom_pull(task_ids="decide_incidents", key="approvals")
+        return pipeline.prepare_approvals(plans)
 
     diagnosed = diagnose_incidents(file_incidents(claim_failure_events()))
     decided = decide_incidents(diagnosed)
+    RemediateOperator.partial(task_id="remediate_automatic", retries=3).expand(plan=decided)
+    approvals = prepare_approvals()
+    decided >> approvals
+    ApproveRemediationOperator.partial(
+        task_id="approve_remediation",
+        assigned_users=APPROVERS or None,
+        response_timeout=APPROVAL_TIMEOUT,
+        notifiers=[ApprovalLinkNotifier()],
+        retries=0,
+    ).expand(plan=approvals)
     if LLM_BACKEND == "openai":  # plain HTTP: no second environment needed, and the key stays in this task
 
         @task(task_id="generate_diagnoses", queue=LLM_QUEUE, retries=0, execution_timeout=LLM_TASK_TIMEOUT)

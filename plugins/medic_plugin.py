@@ -1,4 +1,4 @@
-"""medic's Airflow plugin: the failure listener (capture into the outbox).
+"""medic's Airflow plugin: the listener (failures into the outbox; successes verify medic's fixes).
 
 Kept thin: the logic is ``medic.capture``, plain Python with its own tests.
 """
@@ -22,6 +22,17 @@ class _FailureListener:
             import logging
 
             logging.getLogger("medic.capture").exception("medic: listener error (failure not captured)")
+
+    @hookimpl
+    def on_task_instance_success(self, previous_state, task_instance) -> None:
+        try:
+            from medic.capture import record_success
+
+            record_success(task_instance)
+        except Exception:  # the listener must never raise into the task
+            import logging
+
+            logging.getLogger("medic.capture").exception("medic: listener error (success not verified)")
 
 
 class MedicPlugin(AirflowPlugin):

@@ -46,6 +46,8 @@ def embedded(stack_home: Path) -> Iterator[Stack]:
             "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "15",
             "AIRFLOW__MEDIC__RUNBOOKS_PATH": str(runbooks),
             "AIRFLOW__MEDIC__RUNBOOK_POLL_SECONDS": "2",
+            # approvals nobody answers expire after 30 s (the timeout test waits for that)
+            "AIRFLOW__MEDIC__APPROVAL_TIMEOUT_MINUTES": "0.5",
         },
     )
     stack.start_postgres()

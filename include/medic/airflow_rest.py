@@ -75,5 +75,25 @@ class AirflowClient:
             time.sleep(1)
         raise TimeoutError(f"{dag_id}/{run_id} still {state} after {timeout:.0f}s")
 
+    def hitl_path(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
+        return f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/hitlDetails"
+
+    def hitl_detail(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> dict[str, Any] | None:
+        response = self.request("GET", self.hitl_path(dag_id, run_id, task_id, map_index))
+        return response.json() if response.status_code == 200 else None
+
+    def respond(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        map_index: int,
+        option: str,
+        params_input: dict[str, Any] | None = None,
+    ) -> httpx.Response:
+        """Answer a HITL request through the endpoint the UI uses; the caller reads the status."""
+        body = {"chosen_options": [option], "params_input": params_input or {}}
+        return self.request("PATCH", self.hitl_path(dag_id, run_id, task_id, map_index), json=body)
+
     def close(self) -> None:
         self._http.close()

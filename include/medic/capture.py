@@ -56,7 +56,7 @@ def local_log_path(task_instance: Any) -> str | None:
         return None
     ti = task_instance
     parts = [f"dag_id={ti.dag_id}", f"run_id={ti.run_id}", f"task_id={ti.task_id}"]
-    if int(getattr(ti, "map_index", -1) or -1) >= 0:
+    if _map_index(ti) >= 0:
         parts.append(f"map_index={ti.map_index}")
     parts.append(f"attempt={ti.try_number}.log")
     return os.path.join(base, *parts)
@@ -155,6 +155,11 @@ def background_writer() -> BackgroundWriter:
         return _writer
 
 
+def _map_index(ti: Any) -> int:
+    value = getattr(ti, "map_index", None)
+    return -1 if value is None else int(value)
+
+
 def _key(ti: Any) -> str:
     try:
         return f"{ti.dag_id}/{ti.run_id}/{ti.task_id}[{ti.map_index}]#{ti.try_number}"
@@ -193,8 +198,76 @@ def _store(record: FailureRecord, *, deadline: float) -> str:
             record = record.minimal(f"full record rejected ({type(exc).__name__}); stored without log tail")
             captured = outbox.record_failure(conn, record, diagnose_retries=diagnose_retries)
             conn.commit()
+        if not record.will_retry and not record.manually_failed:
+            # a re-run medic started that failed for good: its incident is verified failed
+            from medic import verification
+
+            verification.record_run_outcome(
+                conn,
+                dag_id=record.dag_id,
+                run_id=record.run_id,
+                task_id=record.task_id,
+                map_index=record.map_index,
+                try_number=record.try_number,
+                succeeded=False,
+            )
+            conn.commit()
     if captured.event_id is None:
         return "already captured (kept the richer report)"
     verb = "captured" if captured.inserted else "enriched"
     kind = "retrying try" if record.will_retry else "failure"
     return f"{verb} {kind} as event {captured.event_id}:"
+
+
+def record_success(task_instance: Any) -> str:
+    """A task instance succeeded in its own process: if medic re-ran it, verify the fix.
+
+    Same contract as capture (never raise, bounded in time). A first try can never be medic's
+    re-run, so the common case costs no database round trip.
+    """
+    try:
+        dag_id = str(getattr(task_instance, "dag_id", "") or "")
+        if dag_id in config.skipped_dag_ids() or int(getattr(task_instance, "try_number", 1) or 1) <= 1:
+            return "not a re-run"
+        if detect_source(task_instance) != "task":  # marked success by a person: not a fix
+            return "not a task process"
+        timeout = config.get_float("listener_timeout_seconds")
+        key = dict(
+            dag_id=dag_id,
+            run_id=str(task_instance.run_id),
+            task_id=str(task_instance.task_id),
+            map_index=_map_index(task_instance),
+            try_number=int(task_instance.try_number),
+            started_at=getattr(task_instance, "start_date", None),
+        )
+    except Exception as exc:
+        log.warning("medic: verification skipped: %s: %s", type(exc).__name__, exc)
+        return "skipped"
+    started = time.monotonic()
+    outcome: dict[str, str] = {}
+
+    def work() -> None:
+        from medic import db, verification
+
+        try:
+            with db.connect(
+                config.get("conn_id"),
+                connect_timeout=max(1, int(timeout)),
+                statement_timeout_ms=int(timeout * 1000),
+                autocommit=True,
+                application_name="medic-verify",
+            ) as conn:
+                closed = verification.record_run_outcome(conn, succeeded=True, **key)
+            outcome["result"] = f"verified {closed}" if closed else "not medic's re-run"
+        except Exception as exc:
+            outcome["result"] = f"failed: {type(exc).__name__}: {exc}"
+
+    worker = threading.Thread(target=work, name="medic-verify", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    result = outcome.get("result") or f"timed out after {timeout:.1f}s"
+    if result.startswith(("failed", "timed out")):
+        log.warning("medic: could not verify %s/%s/%s: %s", key["dag_id"], key["run_id"], key["task_id"], result)
+    elif result.startswith("verified"):
+        log.info("medic: %s in %.0f ms", result, (time.monotonic() - started) * 1000)
+    return result

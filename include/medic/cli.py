@@ -93,8 +93,12 @@ def fetch_incidents(limit: int = 50) -> list[dict[str, Any]]:
         cursor = conn.execute(
             "SELECT i.id, i.status, i.dag_id, i.task_id, i.exception_type, i.event_count, i.signature,"
             " left(i.error_message, 160) AS error, i.first_failed_at, d.error_class, d.action, d.confidence,"
-            " d.automatic FROM medic.incidents i LEFT JOIN LATERAL (SELECT * FROM medic.diagnoses"
-            " WHERE incident_id = i.id ORDER BY created_at DESC LIMIT 1) d ON true"
+            " d.automatic, i.route, i.route_reason, i.time_to_fix_seconds, r.decision, r.decided_by, r.approver,"
+            " r.status AS remediation_status, r.verified_outcome"
+            " FROM medic.incidents i LEFT JOIN LATERAL (SELECT * FROM medic.diagnoses"
+            " WHERE id = i.diagnosis_id OR (i.diagnosis_id IS NULL AND incident_id = i.id)"
+            " ORDER BY created_at DESC LIMIT 1) d ON true"
+            " LEFT JOIN medic.remediations r ON r.incident_id = i.id"
             " ORDER BY i.id DESC LIMIT %s",
             (limit,),
         )
@@ -114,15 +118,21 @@ def print_incidents(rows: list[dict[str, Any]]) -> None:
         say("  (no incidents yet)")
         return
     for row in rows:
-        say(f"  #{row['id']:<4} {row['status']:<10} {row['dag_id']}.{row['task_id']}  x{row['event_count']}")
+        say(f"  #{row['id']:<4} {row['status']:<17} {row['dag_id']}.{row['task_id']}  x{row['event_count']}")
         first_line = (row["error"] or "").splitlines()[0] if row["error"] else ""
         say(f"        {row['exception_type']}: {first_line}")
         if row.get("error_class"):
-            who = "automatic" if row["automatic"] else "needs a person"
-            say(
-                f"        diagnosis: {row['error_class']} -> {row['action']} "
-                f"(confidence {row['confidence']:.2f}, {who})"
-            )
+            say(f"        diagnosis: {row['error_class']} -> {row['action']} (confidence {row['confidence']:.2f})")
+        if row.get("route"):
+            say(f"        decision:  {row['route']}: {row['route_reason']}")
+        if row.get("decision"):
+            who = row["approver"] or row["decided_by"]
+            line = f"        fix:       {row['decision']} by {who}, {row['remediation_status']}"
+            if row.get("verified_outcome"):
+                line += f", verified {row['verified_outcome']}"
+            if row.get("time_to_fix_seconds") is not None:
+                line += f" ({row['time_to_fix_seconds']:.1f} s from failure to fix)"
+            say(line)
 
 
 def cmd_incidents(args: argparse.Namespace) -> int:
@@ -167,12 +177,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _wait_until_none(
             "SELECT count(*) FROM medic.incidents WHERE status = 'open'", 180, "some incidents are not diagnosed yet"
         )
+        _wait_until_none(
+            "SELECT count(*) FROM medic.incidents WHERE status = 'diagnosed' AND route IS NULL",
+            180,
+            "some incidents are not decided yet",
+        )
         say("\nmedic demo: what medic captured (newest first):")
         say(f"  failure events by status: {fetch_event_counts()}  (retrying = Airflow retried it itself)")
         print_incidents(fetch_incidents(20))
         say("\nWhere to look in the Airflow UI:")
         say(f"  {stack.api_url}/dags/medic_diagnose            the diagnosis DAG, one run per wake-up")
         say(f"  {stack.api_url}/assets                         asset medic_task_failures and its events")
+        say("  Browse -> Required Actions                  the approval requests (answer as admin)")
         for dag_id in runs:
             say(f"  {stack.api_url}/dags/{dag_id}")
         say("Also: `medic incidents` prints this list again.")

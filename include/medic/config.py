@@ -75,6 +75,24 @@ DEFAULTS: dict[str, str] = {
     "loop_guard_window_minutes": "60",
     # DAGs with this tag never get an automatic remediation (a person always approves).
     "manual_tag": "medic:manual",
+    # Remediation: Connection to Airflow's own REST API (host = the api-server's URL, login and
+    # password = a service user allowed to clear task instances). Nothing else applies a fix.
+    "api_conn_id": "medic_airflow_api",
+    # Approval: comma-separated user ids who may answer (empty: anyone allowed to answer HITL
+    # tasks of medic_diagnose), and how long a request waits before nothing is applied.
+    "approvers": "",
+    "approval_timeout_minutes": "240",
+    # On an unanswered approval: also escalate (true), or only mark the incident expired.
+    "escalate_on_timeout": "true",
+    # Optional Connection (host = a webhook URL) that gets a JSON post with each approval's link.
+    "notify_conn_id": "",
+    # Concurrent medic_diagnose runs. A run waiting for an approval holds no worker slot but
+    # counts here: keep it well above the approvals you expect to be open at once.
+    "diagnose_max_active_runs": "32",
+    # Delay used for retry_with_backoff when the diagnosis gives none.
+    "default_backoff_seconds": "300",
+    # Most DAG runs one remediation re-runs (an incident can span runs of the same task).
+    "max_runs_per_remediation": "20",
 }
 
 

@@ -105,6 +105,15 @@ def class_scores(text: str, matches: Sequence[Match], runbooks: Sequence[Runbook
         total = sum(w for _, w in weights) or 1.0
         for match, weight in weights:
             scores[match.error_class] += t.vote_weight * weight / total
+    # The same failure signature, fixed before and verified: the strongest evidence there is.
+    for match in matches:
+        if (
+            match.kind == "incident"
+            and match.via == "fingerprint"
+            and match.outcome == "resolved"
+            and match.error_class
+        ):
+            scores[match.error_class] += t.recurrence_weight
     return dict(scores)
 
 

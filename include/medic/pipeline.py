@@ -73,7 +73,7 @@ def diagnose_incidents(filing: dict[str, Any]) -> dict[str, Any]:
     retried task never diagnoses an incident twice. With a generation backend configured,
     the result also carries one prompt per incident for the generation step.
     """
-    from medic import generation, memory
+    from medic import generation, memory, verification
     from medic.diagnosis import Diagnosis
     from medic.embedding import get_embedder
     from medic.knowledge import load_runbooks
@@ -91,6 +91,7 @@ def diagnose_incidents(filing: dict[str, Any]) -> dict[str, Any]:
     requests: list[dict[str, Any]] = []
     with db.connect(config.get("conn_id"), application_name="medic-diagnose", autocommit=True) as conn:
         memory.ensure_runbooks(conn, embedder, runbooks)
+        verification.learn_verified(conn, embedder)  # verified outcomes count before they are needed
         rows = conn.execute(
             "SELECT i.id, e.payload FROM medic.incidents i JOIN medic.failure_events e ON e.id = i.first_event_id"
             " WHERE i.id = ANY(%s) AND i.status = 'open' ORDER BY i.id",
@@ -180,7 +181,9 @@ RETURNING id
 _RECORD_DECISION = """
 UPDATE medic.incidents
    SET route = %(route)s, route_reason = %(reason)s, diagnosis_id = %(diagnosis_id)s, decided_at = now(),
-       status = CASE WHEN %(route)s = 'escalate' THEN 'escalated' ELSE status END, updated_at = now()
+       status = CASE %(route)s WHEN 'escalate' THEN 'escalated' WHEN 'approval' THEN 'awaiting_approval'
+                ELSE status END,
+       updated_at = now()
  WHERE id = %(incident_id)s AND route IS NULL
 RETURNING id
 """
@@ -194,7 +197,7 @@ def decide_incidents(diagnosed: dict[str, Any] | None, generated: dict[str, Any]
     down, an escalation that says why; never a default action. The loop guard's count and the
     decision are taken under a per-task advisory lock, so concurrent runs cannot both pass it.
     """
-    from medic import generation, memory, policy
+    from medic import generation, memory, policy, remediation
     from medic.diagnosis import Diagnosis
     from medic.knowledge import Match, load_runbooks
     from medic.records import FailureRecord
@@ -202,7 +205,7 @@ def decide_incidents(diagnosed: dict[str, Any] | None, generated: dict[str, Any]
     diagnosed = diagnosed or {}
     incident_ids = list(diagnosed.get("incidents") or [])
     if not incident_ids:
-        return {"decided": []}
+        return {"decided": [], "auto": [], "approvals": []}
     backend = diagnosed.get("backend", "none")
     generated = generated or {}
     results = {r["incident_id"]: r for r in generated.get("results", [])}
@@ -211,16 +214,18 @@ def decide_incidents(diagnosed: dict[str, Any] | None, generated: dict[str, Any]
     thresholds = policy.Thresholds.from_config()
     window = config.get_int("loop_guard_window_minutes")
     decided: list[dict[str, Any]] = []
+    plans: list[remediation.Plan] = []
+    approvals: list[remediation.Plan] = []
     with db.connect(config.get("conn_id"), application_name="medic-diagnose", autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT i.id, i.dag_id, i.task_id, e.payload, d.id, d.diagnosis, d.neighbours"
+            "SELECT i.id, i.dag_id, i.task_id, i.fingerprint, e.payload, d.id, d.diagnosis, d.neighbours"
             " FROM medic.incidents i JOIN medic.failure_events e ON e.id = i.first_event_id"
             " JOIN LATERAL (SELECT * FROM medic.diagnoses WHERE incident_id = i.id AND source = 'retrieval'"
             "   ORDER BY id DESC LIMIT 1) d ON true"
             " WHERE i.id = ANY(%s) AND i.route IS NULL ORDER BY i.id",
             (incident_ids,),
         ).fetchall()
-        for incident_id, dag_id, task_id, payload, retrieval_id, retrieval_json, neighbours in rows:
+        for incident_id, dag_id, task_id, fingerprint, payload, retrieval_id, retrieval_json, neighbours in rows:
             record = FailureRecord.model_validate(payload)
             matches = [
                 Match(
@@ -247,12 +252,10 @@ def decide_incidents(diagnosed: dict[str, Any] | None, generated: dict[str, Any]
             try:
                 with conn.transaction():
                     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"medic-guard:{dag_id}.{task_id}",))
-                    recent = conn.execute(
-                        "SELECT count(*) FROM medic.incidents WHERE dag_id = %s AND task_id = %s AND route = 'auto'"
-                        " AND decided_at > now() - make_interval(mins => %s)",
-                        (dag_id, task_id, window),
-                    ).fetchone()[0]
-                    guards = policy.Guards.for_task(record.dag_tags, recent)
+                    recent, failed_fix = conn.execute(
+                        _GUARD_FACTS, {"dag": dag_id, "task": task_id, "window": window, "fingerprint": fingerprint}
+                    ).fetchone()
+                    guards = policy.Guards.for_task(record.dag_tags, recent, failed_fix)
                     verdict = policy.decide(diagnosis, matches, books.get(diagnosis.error_class), thresholds, guards)
                     reason = problem or verdict.reason
                     diagnosis_id = retrieval_id
@@ -299,6 +302,12 @@ def decide_incidents(diagnosed: dict[str, Any] | None, generated: dict[str, Any]
                         raise _AlreadyDecided
             except _AlreadyDecided:
                 continue  # another run decided it; this run's rows for it rolled back
+            if verdict.route != "escalate":
+                targets = remediation.load_targets(conn, incident_id)
+                plan = remediation.build_plan(
+                    incident_id, dag_id, task_id, verdict.route, reason, diagnosis, targets, neighbours
+                )
+                (plans if verdict.route == "auto" else approvals).append(plan)
             decided.append(
                 {
                     "incident_id": incident_id,
@@ -318,16 +327,60 @@ def decide_incidents(diagnosed: dict[str, Any] | None, generated: dict[str, Any]
                 diagnosis.confidence,
                 reason,
             )
-    return {"decided": decided}
+    return {"decided": decided, "auto": [asdict(p) for p in plans], "approvals": [asdict(p) for p in approvals]}
+
+
+_GUARD_FACTS = """
+SELECT (SELECT count(*) FROM medic.incidents
+         WHERE dag_id = %(dag)s AND task_id = %(task)s AND route = 'auto'
+           AND decided_at > now() - make_interval(mins => %(window)s))
+     + (SELECT count(*) FROM medic.remediations r JOIN medic.incidents i ON i.id = r.incident_id
+         WHERE i.dag_id = %(dag)s AND i.task_id = %(task)s AND r.decided_by = 'user' AND r.status = 'applied'
+           AND r.applied_at > now() - make_interval(mins => %(window)s)),
+       (SELECT 'incident ' || i.id || ': ' || r.action || ' by ' || r.decided_by || ' failed at ' || r.verified_at
+          FROM medic.remediations r JOIN medic.incidents i ON i.id = r.incident_id
+         WHERE i.dag_id = %(dag)s AND i.task_id = %(task)s AND i.fingerprint = %(fingerprint)s
+           AND r.verified_outcome = 'failed'
+           AND r.verified_at > now() - make_interval(mins => %(window)s)
+         ORDER BY r.verified_at DESC LIMIT 1)
+"""
+
+
+def prepare_approvals(plans: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Dry-run each approval's fix through the REST API and write its Markdown body.
+
+    An API that cannot be reached does not hold back the approval: the body says so.
+    """
+    from medic import remediation
+    from medic.airflow_api import AirflowApi
+
+    approvals = [remediation.Plan.from_dict(p) for p in plans or []]
+    if not approvals:
+        return []
+    api = None
+    try:
+        api = AirflowApi.from_connection(config.get("api_conn_id"))
+    except Exception as exc:
+        log.warning("medic: no dry run for approvals: %s: %s", type(exc).__name__, exc)
+    for plan in approvals:
+        if api is not None:
+            try:
+                plan.preview = remediation.preview(api, plan)
+            except Exception as exc:
+                log.warning("medic: dry run for incident %s failed: %s: %s", plan.incident_id, type(exc).__name__, exc)
+                plan.reason += f" (dry run unavailable: {type(exc).__name__})"
+        plan.body = remediation.approval_body(plan)
+    return [asdict(p) for p in approvals]
 
 
 def refresh_knowledge() -> dict[str, Any]:
     """Embed and upsert the runbooks for the configured model; prune stale and other-model rows."""
-    from medic import memory
+    from medic import memory, verification
     from medic.embedding import get_embedder
     from medic.knowledge import load_runbooks
 
     embedder = get_embedder()
     with db.connect(config.get("conn_id"), application_name="medic-knowledge", autocommit=True) as conn:
         counts = memory.refresh_runbooks(conn, embedder, load_runbooks())
+        counts["learned"] = verification.learn_verified(conn, embedder)
     return {"model": embedder.model_id, "revision": embedder.revision, **counts}

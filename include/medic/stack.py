@@ -202,6 +202,16 @@ class Stack:
             "schema": "medic",
         }
 
+    def api_conn(self) -> dict[str, Any]:
+        return {
+            "conn_type": "http",
+            "host": "127.0.0.1",
+            "port": self.api_port,
+            "schema": "http",
+            "login": SERVICE_USER,
+            "password": self.service_password(),
+        }
+
     def env(self) -> dict[str, str]:
         """The environment every Airflow component (and medic's CLI) runs with."""
         sec = self._secrets()
@@ -237,6 +247,11 @@ class Stack:
             "AIRFLOW_CONN_DEMO_PARTNER_API": json.dumps(_demo_partner_connection()),
             "AIRFLOW__MEDIC__CONN_ID": "medic_db",
             "AIRFLOW__MEDIC__TRIGGER_POLL_SECONDS": "5",
+            # remediation: Airflow's REST API as the service user (role op: may clear task instances)
+            "AIRFLOW_CONN_MEDIC_AIRFLOW_API": json.dumps(self.api_conn()),
+            "AIRFLOW__MEDIC__APPROVERS": ADMIN_USER,
+            # the scheduler's sweep of unanswered approvals (and deferral timeouts): every 5 s
+            "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "5",
             "MEDIC_STACK_HOME": str(self.home),
             "MEDIC_API_URL": self.api_url,
             "MEDIC_API_PORT": str(self.api_port),

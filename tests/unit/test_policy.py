@@ -89,3 +89,30 @@ def test_delay_only_belongs_to_backoff() -> None:
         {**diagnosis(action="retry_with_backoff").model_dump(), "action_params": {"delay_seconds": 60}}
     )
     assert backoff.action_params.delay_seconds == 60
+
+
+def test_a_task_that_failed_after_medics_fix_is_escalated_not_retried_again() -> None:
+    guards = Guards(failed_fix="incident 4: retry by auto failed")
+    verdict = decide(diagnosis(), [verified(0.95)], BOOKS["network_transient"], T, guards)
+    assert verdict.route == "escalate" and "keeps failing after remediation" in verdict.reason
+
+
+def test_a_failed_fix_at_least_as_close_counts_against_the_support() -> None:
+    failed = Match(2, "incident", "incident:9", "network_transient", "retry", True, "failed", None, "", 0.9, "vector")
+    verdict = decide(diagnosis(), [verified(0.8), failed], BOOKS["network_transient"], T)
+    assert verdict.route == "approval" and "incident:9" in verdict.reason
+    farther = Match(2, "incident", "incident:9", "network_transient", "retry", True, "failed", None, "", 0.6, "vector")
+    assert decide(diagnosis(), [verified(0.8), farther], BOOKS["network_transient"], T).route == "auto"
+
+
+def test_a_verified_recurrence_outweighs_a_stray_runbook_signal() -> None:
+    from medic.diagnosis import class_scores
+
+    text = "URLError: <urlopen error [Errno 111] Connection refused> GET http://127.0.0.1:9/v1/orders"
+    recurrence = Match(
+        1, "incident", "incident:1", "network_transient", "retry", True, "resolved", None, "", 1.0, "fingerprint"
+    )
+    scores = class_scores(text, [recurrence], list(BOOKS.values()), T)
+    assert scores["network_transient"] / sum(scores.values()) >= T.auto_confidence
+    without = class_scores(text, [], list(BOOKS.values()), T)
+    assert without.get("network_transient", 0) / sum(without.values()) < T.auto_confidence

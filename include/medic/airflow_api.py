@@ -1,0 +1,157 @@
+"""Airflow's REST API as medic's remediation executor sees it: the official Python client
+(``apache-airflow-client``), authenticated as a service user from a Connection.
+
+Only three calls are needed: read a task instance, read a DAG run, clear task instances
+(dry run for the approval preview, ``dry_run: false`` to apply). The Connection follows the
+HTTP provider's convention: host (or a full URL in host), port, schema = http|https, login
+and password of a user allowed to clear task instances. The token comes from the api-server's
+``POST /auth/token``, as Airflow's client documentation does it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+
+@dataclass(frozen=True)
+class ClearedInstance:
+    run_id: str
+    task_id: str
+    map_index: int
+    state: str | None
+
+
+class RemediationApi(Protocol):
+    """What the executor needs from Airflow; the real one is :class:`AirflowApi`."""
+
+    def task_instance(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> dict[str, Any]: ...
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]: ...
+
+    def clear(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_keys: list[tuple[str, int]],
+        *,
+        dry_run: bool,
+        include_downstream: bool,
+        run_on_latest_version: bool,
+        note: str,
+    ) -> list[ClearedInstance]: ...
+
+
+def base_url_of(connection: Any) -> str:
+    host = (connection.host or "").rstrip("/")
+    if host.startswith(("http://", "https://")):
+        return host
+    scheme = connection.schema or "http"
+    port = f":{connection.port}" if connection.port else ""
+    return f"{scheme}://{host}{port}"
+
+
+class AirflowApi:
+    """The official client, one token per instance, renewed once on a 401."""
+
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._credentials = {"username": username, "password": password}
+        self._timeout = timeout
+        self._client: Any = None
+
+    @classmethod
+    def from_connection(cls, conn_id: str) -> AirflowApi:
+        from airflow.sdk import BaseHook
+
+        connection = BaseHook.get_connection(conn_id)
+        if not connection.login or not connection.password:
+            raise ValueError(f"Connection {conn_id!r} needs the service user's login and password")
+        return cls(base_url_of(connection), connection.login, connection.password)
+
+    def _token(self) -> str:
+        response = httpx.post(f"{self.base_url}/auth/token", json=self._credentials, timeout=self._timeout)
+        if response.status_code >= 400:
+            raise PermissionError(f"Airflow refused medic's service credential: {response.status_code}")
+        return response.json()["access_token"]
+
+    def _api(self, renew: bool = False) -> Any:
+        import airflow_client.client as airflow_client
+
+        if self._client is None or renew:
+            configuration = airflow_client.Configuration(host=self.base_url, access_token=self._token())
+            self._client = airflow_client.ApiClient(configuration)
+        return self._client
+
+    def _call(self, make: Any) -> Any:
+        from airflow_client.client.exceptions import UnauthorizedException
+
+        try:
+            return make(self._api())
+        except UnauthorizedException:  # token expired: one new token, one more try
+            return make(self._api(renew=True))
+
+    def task_instance(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> dict[str, Any]:
+        from airflow_client.client import TaskInstanceApi
+
+        def get(api: Any) -> Any:
+            if map_index >= 0:
+                return TaskInstanceApi(api).get_mapped_task_instance(dag_id, run_id, task_id, map_index)
+            return TaskInstanceApi(api).get_task_instance(dag_id, run_id, task_id)
+
+        ti = self._call(get)
+        return {"state": _state(ti.state), "try_number": ti.try_number, "start_date": ti.start_date}
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        from airflow_client.client import DagRunApi
+
+        run = self._call(lambda api: DagRunApi(api).get_dag_run(dag_id, run_id))
+        versions = [
+            {"version_number": v.version_number, "bundle_version": v.bundle_version, "id": str(v.id)}
+            for v in run.dag_versions or []
+        ]
+        return {"state": _state(run.state), "dag_versions": versions}
+
+    def clear(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_keys: list[tuple[str, int]],
+        *,
+        dry_run: bool,
+        include_downstream: bool,
+        run_on_latest_version: bool,
+        note: str,
+    ) -> list[ClearedInstance]:
+        from airflow_client.client import ClearTaskInstancesBody, TaskInstanceApi
+        from airflow_client.client.models.clear_task_instances_body_task_ids_inner import (
+            ClearTaskInstancesBodyTaskIdsInner,
+        )
+
+        task_ids = [
+            ClearTaskInstancesBodyTaskIdsInner(task_id if map_index < 0 else [task_id, map_index])
+            for task_id, map_index in task_keys
+        ]
+        body = ClearTaskInstancesBody(
+            dag_run_id=run_id,
+            task_ids=task_ids,
+            dry_run=dry_run,  # always explicit: the API's default is a dry run
+            only_failed=True,
+            include_downstream=include_downstream,
+            include_upstream=False,
+            include_past=False,
+            include_future=False,
+            reset_dag_runs=True,
+            run_on_latest_version=run_on_latest_version or None,
+            note=None if dry_run else note[:1000],
+        )
+        response = self._call(lambda api: TaskInstanceApi(api).post_clear_task_instances(dag_id, body))
+        return [
+            ClearedInstance(ti.dag_run_id, ti.task_id, ti.map_index, _state(ti.state)) for ti in response.task_instances
+        ]
+
+
+def _state(value: Any) -> str | None:
+    return None if value is None else str(getattr(value, "value", value))

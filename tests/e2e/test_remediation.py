@@ -1,0 +1,251 @@
+"""Approval, remediation and verification on the real stack (issue 5's six paths).
+
+Order matters and is part of what is shown: the approved fix of test 2 is verified and
+learned, and that verified resolution is what lets test 1's next failure of the same kind be
+remediated automatically. Answers go through the same REST endpoint the UI uses, a few seconds
+after the approval task parks (answering within ~1 s races the scheduler in Airflow 3.3).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from medic.airflow_rest import AirflowClient
+from medic.stack import SERVICE_USER
+from tests.e2e.helpers import query, wait_filed, wait_for
+
+pytestmark = pytest.mark.e2e
+
+DIAGNOSE = "medic_diagnose"
+APPROVE = "approve_remediation"
+ACTIVE = ("open", "diagnosed", "awaiting_approval", "remediating")
+
+
+def incident_of(stack, dag_id: str, run_id: str, expected_events: int) -> tuple[int, str]:
+    """The incident this run's final failure was filed into, and the diagnose run that filed it."""
+    events = wait_filed(stack, dag_id, run_id, expected_events, 120)
+    final = events[-1]
+    assert final["status"] == "processed" and final["incident_id"], final
+    return final["incident_id"], final["processed_by"]
+
+
+def incident(stack, incident_id: int) -> dict[str, Any]:
+    rows = query(
+        stack,
+        "SELECT status, route, route_reason, time_to_fix_seconds, learned_at, first_event_id"
+        " FROM medic.incidents WHERE id = %s",
+        (incident_id,),
+    )
+    return dict(zip(("status", "route", "reason", "time_to_fix", "learned_at", "first_event_id"), rows[0], strict=True))
+
+
+def wait_status(stack, incident_id: int, statuses: tuple[str, ...], timeout: float = 120) -> dict[str, Any]:
+    return wait_for(
+        lambda: (i := incident(stack, incident_id))["status"] in statuses and i,
+        timeout,
+        f"incident {incident_id} to reach {statuses}",
+    )
+
+
+def remediations(stack, incident_id: int) -> list[dict[str, Any]]:
+    rows = query(
+        stack,
+        "SELECT decided_by, approver, decision, status, action, params, result, dag_version, verified_outcome"
+        " FROM medic.remediations WHERE incident_id = %s",
+        (incident_id,),
+    )
+    keys = ("decided_by", "approver", "decision", "status", "action", "params", "result", "dag_version", "verified")
+    return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def parked_approval(client: AirflowClient, diagnose_run: str, incident_id: int, timeout: float = 120) -> int:
+    """The map index of the incident's approval task once it waits for input, plus 3 s."""
+
+    def probe() -> int | None:
+        for ti in client.task_instances(DIAGNOSE, diagnose_run):
+            if ti["task_id"] != APPROVE or ti["state"] != "awaiting_input":
+                continue
+            detail = client.hitl_detail(DIAGNOSE, diagnose_run, APPROVE, ti["map_index"])
+            if detail and detail["subject"].endswith(f"(incident {incident_id})"):
+                return ti["map_index"] + 1  # +1: map index 0 is falsy
+        return None
+
+    index = wait_for(probe, timeout, f"the approval of incident {incident_id} to park") - 1
+    time.sleep(3)  # the race measured in Airflow 3.3: answer a few seconds after parking
+    return index
+
+
+def settle(stack, client: AirflowClient, dag_id: str) -> None:
+    """No active incident of ``dag_id`` left from earlier tests: reject what still waits."""
+
+    def probe() -> bool:
+        active = query(
+            stack,
+            "SELECT i.id, e.processed_by FROM medic.incidents i JOIN medic.failure_events e"
+            " ON e.id = i.first_event_id WHERE i.dag_id = %s AND i.status = ANY(%s)",
+            (dag_id, list(ACTIVE)),
+        )
+        for incident_id, diagnose_run in active:
+            for ti in client.task_instances(DIAGNOSE, diagnose_run):
+                if ti["task_id"] != APPROVE or ti["state"] != "awaiting_input":
+                    continue
+                detail = client.hitl_detail(DIAGNOSE, diagnose_run, APPROVE, ti["map_index"])
+                if detail and detail["subject"].endswith(f"(incident {incident_id})"):
+                    client.respond(DIAGNOSE, diagnose_run, APPROVE, ti["map_index"], "Reject")
+        return not active
+
+    wait_for(probe, 120, f"earlier incidents of {dag_id} to settle", interval=3)
+
+
+def task_try(client: AirflowClient, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
+    return next(t for t in client.task_instances(dag_id, run_id) if t["task_id"] == task_id)
+
+
+def test_2_approved_fix_is_applied_through_the_api_and_verified(stack, client) -> None:
+    settle(stack, client, "demo_flaky_api")
+    run_id = client.trigger("demo_flaky_api")
+    assert client.wait_for_run("demo_flaky_api", run_id) == "failed"
+    incident_id, diagnose_run = incident_of(stack, "demo_flaky_api", run_id, 2)
+    assert wait_status(stack, incident_id, ("awaiting_approval",))["route"] == "approval"
+
+    index = parked_approval(client, diagnose_run, incident_id)
+    detail = client.hitl_detail(DIAGNOSE, diagnose_run, APPROVE, index)
+    assert detail["options"] == ["Apply", "Apply with changes", "Reject", "Escalate"]
+    assert [u["id"] for u in detail["assigned_users"]] == ["admin"]
+    body = detail["body"]
+    assert "network\\_transient" in body and "**Evidence**" in body and "Connection refused" in body
+    # the dry run lists the failed task instance applying would clear
+    assert "**Dry run:**" in body and "| fetch\\_orders | -1 | failed |" in body
+    assert remediations(stack, incident_id) == []  # nothing applied before the answer
+
+    response = client.respond(DIAGNOSE, diagnose_run, APPROVE, index, "Apply")
+    assert response.status_code == 200, response.text
+    final = wait_status(stack, incident_id, ("resolved", "failed"))
+    assert final["status"] == "resolved" and final["time_to_fix"] > 0
+    (rem,) = remediations(stack, incident_id)
+    assert (rem["decided_by"], rem["approver"], rem["decision"], rem["status"], rem["verified"]) == (
+        "user",
+        "admin",
+        "apply",
+        "applied",
+        "resolved",
+    )
+    assert [(c["task_id"], c["run_id"]) for c in rem["result"]["cleared"]] == [("fetch_orders", run_id)]
+    assert client.wait_for_run("demo_flaky_api", run_id) == "success"
+    fetch = task_try(client, "demo_flaky_api", run_id, "fetch_orders")
+    assert (fetch["state"], fetch["try_number"]) == ("success", 3)
+    # the fix was medic's re-run (try 3), not Airflow's own retry (try 2, which failed)
+    assert query(
+        stack,
+        "SELECT failed_try, outcome, outcome_try FROM medic.remediation_targets t JOIN medic.remediations r"
+        " ON r.id = t.remediation_id WHERE r.incident_id = %s",
+        (incident_id,),
+    ) == [(2, "resolved", 3)]
+
+
+def test_1_transient_failure_is_remediated_automatically_after_a_verified_fix(stack, client) -> None:
+    # Airflow's own retry that succeeds is never medic's fix: no incident, nothing remediated
+    healed = client.trigger("demo_flaky_api", conf={"flaky_until_try": 1})
+    assert client.wait_for_run("demo_flaky_api", healed) == "success"
+    time.sleep(2)
+    assert query(
+        stack,
+        "SELECT count(*) FROM medic.failure_events WHERE run_id = %s AND incident_id IS NOT NULL",
+        (healed,),
+    ) == [(0,)]
+
+    settle(stack, client, "demo_flaky_api")
+    run_id = client.trigger("demo_flaky_api")
+    assert client.wait_for_run("demo_flaky_api", run_id) == "failed"
+    incident_id, _ = incident_of(stack, "demo_flaky_api", run_id, 2)
+    final = wait_status(stack, incident_id, ("resolved", "failed", "escalated", "awaiting_approval"))
+    assert final["route"] == "auto", final
+    assert final["reason"].startswith("verified resolution"), final
+    final = wait_status(stack, incident_id, ("resolved", "failed"))
+    assert final["status"] == "resolved"
+    (rem,) = remediations(stack, incident_id)
+    assert (rem["decided_by"], rem["approver"], rem["status"], rem["verified"]) == ("auto", None, "applied", "resolved")
+    assert client.wait_for_run("demo_flaky_api", run_id) == "success"
+    # the earlier approved fix is what the policy relied on: it was learned as verified knowledge
+    learned = query(
+        stack,
+        "SELECT outcome, action FROM medic.knowledge WHERE kind = 'incident' AND metadata->>'decided_by' = 'user'",
+    )
+    assert ("resolved", "retry") in learned
+
+
+def test_3_rejected_approval_applies_nothing(stack, client) -> None:
+    settle(stack, client, "demo_missing_input")
+    run_id = client.trigger("demo_missing_input")
+    assert client.wait_for_run("demo_missing_input", run_id) == "failed"
+    incident_id, diagnose_run = incident_of(stack, "demo_missing_input", run_id, 1)
+    index = parked_approval(client, diagnose_run, incident_id)
+    before = task_try(client, "demo_missing_input", run_id, "load_landing_file")
+
+    assert client.respond(DIAGNOSE, diagnose_run, APPROVE, index, "Reject").status_code == 200
+    assert wait_status(stack, incident_id, ("rejected",))["status"] == "rejected"
+    (rem,) = remediations(stack, incident_id)
+    assert (rem["decision"], rem["status"], rem["approver"]) == ("reject", "recorded", "admin")
+    time.sleep(3)
+    after = task_try(client, "demo_missing_input", run_id, "load_landing_file")
+    assert (after["state"], after["try_number"]) == ("failed", before["try_number"])
+    assert client.dag_run("demo_missing_input", run_id)["state"] == "failed"
+
+
+def test_4_unanswered_approval_times_out_and_applies_nothing(stack, client) -> None:
+    settle(stack, client, "demo_missing_input")
+    run_id = client.trigger("demo_missing_input")
+    assert client.wait_for_run("demo_missing_input", run_id) == "failed"
+    incident_id, diagnose_run = incident_of(stack, "demo_missing_input", run_id, 1)
+    parked_approval(client, diagnose_run, incident_id)
+    before = task_try(client, "demo_missing_input", run_id, "load_landing_file")
+
+    # [medic] approval_timeout_minutes is 0.5 on the test stack, escalate_on_timeout true
+    final = wait_status(stack, incident_id, ("escalated", "expired"), timeout=150)
+    assert final["status"] == "escalated"
+    (rem,) = remediations(stack, incident_id)
+    assert (rem["decided_by"], rem["decision"], rem["status"]) == ("timeout", "expire", "recorded")
+    after = task_try(client, "demo_missing_input", run_id, "load_landing_file")
+    assert (after["state"], after["try_number"]) == ("failed", before["try_number"])
+
+
+def test_5_6_unassigned_user_gets_403_and_a_second_answer_409_nothing_applied_twice(stack, client) -> None:
+    settle(stack, client, "demo_buggy_transform")
+    run_id = client.trigger("demo_buggy_transform")
+    assert client.wait_for_run("demo_buggy_transform", run_id) == "failed"
+    incident_id, diagnose_run = incident_of(stack, "demo_buggy_transform", run_id, 1)
+    index = parked_approval(client, diagnose_run, incident_id)
+    before = task_try(client, "demo_buggy_transform", run_id, "transform")
+
+    service = AirflowClient(stack.api_url, SERVICE_USER, stack.service_password())
+    try:
+        denied = service.respond(DIAGNOSE, diagnose_run, APPROVE, index, "Apply")
+    finally:
+        service.close()
+    assert denied.status_code == 403, denied.text
+    assert remediations(stack, incident_id) == []
+
+    first = client.respond(DIAGNOSE, diagnose_run, APPROVE, index, "Apply")
+    assert first.status_code == 200, first.text
+    second = client.respond(DIAGNOSE, diagnose_run, APPROVE, index, "Apply")
+    assert second.status_code == 409, second.text
+
+    # the fix (a code fix "deployed", re-run on the latest DAG version) runs once and fails again
+    final = wait_status(stack, incident_id, ("resolved", "failed"))
+    assert final["status"] == "failed"
+    (rem,) = remediations(stack, incident_id)
+    assert (rem["action"], rem["status"], rem["verified"]) == ("fix_code", "applied", "failed")
+    assert rem["params"]["rerun_on_latest_version"] is True
+    assert rem["dag_version"][run_id][0]["version_number"] >= 1
+    after = task_try(client, "demo_buggy_transform", run_id, "transform")
+    assert after["try_number"] == before["try_number"] + 1
+
+    # the task keeps failing after medic's fix: its next failure is escalated, not retried again
+    again = client.trigger("demo_buggy_transform")
+    assert client.wait_for_run("demo_buggy_transform", again) == "failed"
+    next_incident, _ = incident_of(stack, "demo_buggy_transform", again, 1)
+    escalated = wait_status(stack, next_incident, ("escalated", "awaiting_approval"))
+    assert escalated["status"] == "escalated" and "keeps failing after remediation" in escalated["reason"]
