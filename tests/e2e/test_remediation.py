@@ -249,3 +249,35 @@ def test_5_6_unassigned_user_gets_403_and_a_second_answer_409_nothing_applied_tw
     next_incident, _ = incident_of(stack, "demo_buggy_transform", again, 1)
     escalated = wait_status(stack, next_incident, ("escalated", "awaiting_approval"))
     assert escalated["status"] == "escalated" and "keeps failing after remediation" in escalated["reason"]
+
+
+def test_bench_time_to_fix_prints_a_json_last_line(stack) -> None:
+    """The benchmark's path on the real stack (a verified fix exists from test 2): figures only."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medic.cli",
+            "--home",
+            str(stack.home),
+            "--port",
+            str(stack.api_port),
+            "bench",
+            "time-to-fix",
+            "--failures",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **stack.env()},
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["benchmark"] == "time-to-fix" and result["failures"] == 1
+    assert 0 < result["decided_p50_s"] <= result["applied_p50_s"] <= result["p50_s"]

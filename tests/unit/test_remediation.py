@@ -122,3 +122,10 @@ def test_the_form_fields_are_bounded() -> None:
         "description": fields["delay_seconds"]["description"],
     }
     assert {fields[k]["type"] for k in ("include_downstream", "rerun_on_latest_version")} == {"boolean"}
+
+
+def test_medics_own_dags_are_refused_before_anything_is_touched() -> None:
+    own = plan("retry", dag_id="medic_diagnose")
+    decision = remediation.automatic_decision(own)
+    with pytest.raises(RemediationRefused, match="own DAG"):
+        remediation.apply(None, None, own, decision)  # no database, no API: refused first
