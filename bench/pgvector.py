@@ -20,6 +20,8 @@ import platform
 import time
 from typing import Any
 
+from medic.stats import percentile
+
 
 def clustered(rows: int, clusters: int, dim: int, spread: float, seed: int):
     import numpy as np
@@ -31,13 +33,6 @@ def clustered(rows: int, clusters: int, dim: int, spread: float, seed: int):
     vectors = members + rng.normal(scale=spread / np.sqrt(dim), size=(rows, dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors.astype(np.float32), rng
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = (len(ordered) - 1) * q
-    low, high = int(index), min(int(index) + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (index - low)
 
 
 def main(argv: list[str], stack: Any) -> int:

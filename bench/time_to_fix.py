@@ -28,20 +28,13 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from medic.stats import percentile
+
 if TYPE_CHECKING:
     from medic.stack import Stack
 
 DAG_ID, TASK_ID = "demo_flaky_api", "fetch_orders"
 DIAGNOSE, APPROVE = "medic_diagnose", "approve_remediation"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = (len(ordered) - 1) * q
-    low, high = int(index), min(int(index) + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (index - low)
 
 
 def _parse(ts: str) -> datetime:

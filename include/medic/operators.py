@@ -40,8 +40,29 @@ def _decision_dict(decision: Any) -> dict[str, Any]:
     return asdict(decision)
 
 
-class RemediateOperator(BaseOperator):
-    """Apply one automatic remediation; wait out a backoff without holding a worker slot."""
+class _Remediating:
+    """Carry out a decision for ``self.plan``; a backoff first waits deferred (no worker slot)."""
+
+    plan: dict[str, Any]
+
+    def carry_out(self, decision: Any) -> dict[str, Any]:
+        if decision.kind == "apply" and decision.delay_seconds > 0:
+            self.log.info("medic: backing off %s s before re-running", decision.delay_seconds)  # type: ignore[attr-defined]
+            self.defer(  # type: ignore[attr-defined]
+                trigger=DateTimeTrigger(moment=utcnow() + timedelta(seconds=decision.delay_seconds)),
+                method_name="apply_after_backoff",
+                kwargs={"decision": _decision_dict(decision)},
+            )
+        return _run(self.plan, decision)
+
+    def apply_after_backoff(self, context: Any, event: Any = None, decision: dict | None = None) -> dict[str, Any]:
+        from medic import remediation
+
+        return _run(self.plan, remediation.Decision(**(decision or {})))
+
+
+class RemediateOperator(_Remediating, BaseOperator):
+    """Apply one automatic remediation."""
 
     template_fields = ()
     ui_color = "#d9f2e6"
@@ -53,20 +74,7 @@ class RemediateOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from medic import remediation
 
-        decision = remediation.automatic_decision(remediation.Plan.from_dict(self.plan))
-        if decision.delay_seconds > 0:
-            self.log.info("medic: backing off %s s before re-running", decision.delay_seconds)
-            self.defer(
-                trigger=DateTimeTrigger(moment=utcnow() + timedelta(seconds=decision.delay_seconds)),
-                method_name="apply_after_backoff",
-                kwargs={"decision": _decision_dict(decision)},
-            )
-        return _run(self.plan, decision)
-
-    def apply_after_backoff(self, context: Any, event: Any = None, decision: dict | None = None) -> dict[str, Any]:
-        from medic import remediation
-
-        return _run(self.plan, remediation.Decision(**(decision or {})))
+        return self.carry_out(remediation.automatic_decision(remediation.Plan.from_dict(self.plan)))
 
 
 class ApprovalLinkNotifier(BaseNotifier):
@@ -101,7 +109,7 @@ class ApprovalLinkNotifier(BaseNotifier):
             self.log.warning("medic: could not post the approval link to %s: %s", conn_id, exc)
 
 
-class ApproveRemediationOperator(HITLOperator):
+class ApproveRemediationOperator(_Remediating, HITLOperator):
     """One incident's approval request in the Airflow UI; the answer is carried out here."""
 
     template_fields = ()  # the body quotes logs: never a template
@@ -136,16 +144,5 @@ class ApproveRemediationOperator(HITLOperator):
         except remediation.RemediationRefused as exc:
             self.log.error("medic: the answer was refused, nothing applied: %s", exc)
             return _run(self.plan, remediation.Decision("escalate", "user", user, note=f"answer refused: {exc}"))
-        if decision.kind == "apply" and decision.delay_seconds > 0:
-            self.log.info("medic: approved by %s; backing off %s s first", user, decision.delay_seconds)
-            self.defer(
-                trigger=DateTimeTrigger(moment=utcnow() + timedelta(seconds=decision.delay_seconds)),
-                method_name="apply_after_backoff",
-                kwargs={"decision": _decision_dict(decision)},
-            )
-        return _run(self.plan, decision)
-
-    def apply_after_backoff(self, context: Any, event: Any = None, decision: dict | None = None) -> dict[str, Any]:
-        from medic import remediation
-
-        return _run(self.plan, remediation.Decision(**(decision or {})))
+        self.log.info("medic: %s answered %s", user, answer["chosen_options"])
+        return self.carry_out(decision)

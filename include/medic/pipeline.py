@@ -74,7 +74,7 @@ def diagnose_incidents(filing: dict[str, Any]) -> dict[str, Any]:
     the result also carries one prompt per incident for the generation step.
     """
     from medic import generation, memory, verification
-    from medic.diagnosis import Diagnosis
+    from medic.diagnosis import Diagnosis, diagnose_from_retrieval
     from medic.embedding import get_embedder
     from medic.knowledge import load_runbooks
     from medic.records import FailureRecord
@@ -86,12 +86,9 @@ def diagnose_incidents(filing: dict[str, Any]) -> dict[str, Any]:
     if not incident_ids:
         return out
     runbooks = load_runbooks()
-    embedder = get_embedder()
     prefix = generation.prompt_prefix(runbooks)
     requests: list[dict[str, Any]] = []
     with db.connect(config.get("conn_id"), application_name="medic-diagnose", autocommit=True) as conn:
-        memory.ensure_runbooks(conn, embedder, runbooks)
-        verification.learn_verified(conn, embedder)  # verified outcomes count before they are needed
         rows = conn.execute(
             "SELECT i.id, e.payload FROM medic.incidents i JOIN medic.failure_events e ON e.id = i.first_event_id"
             " WHERE i.id = ANY(%s) AND i.status = 'open' ORDER BY i.id",
@@ -99,7 +96,21 @@ def diagnose_incidents(filing: dict[str, Any]) -> dict[str, Any]:
         ).fetchall()
         records = [(incident_id, FailureRecord.model_validate(payload)) for incident_id, payload in rows]
         prepared = [memory.prepare_record(r) for _, r in records]
-        results = memory.diagnose_prepared(conn, embedder, runbooks, prepared)
+        # A recurrence of a failure medic fixed and verified before is decided on that record alone:
+        # no embedding model to load (the slow part on a CPU worker), the same gates and guards.
+        recurrences = [verification.verified_recurrences(conn, item.fingerprint) for item in prepared]
+        if prepared and all(any(m.outcome == "resolved" for m in found) for found in recurrences):
+            embedding_model = "none: recurrence of a verified fix (same fingerprint)"
+            results = [
+                (diagnose_from_retrieval(item.evidence, item.text, found, runbooks), found)
+                for item, found in zip(prepared, recurrences, strict=True)
+            ]
+        else:
+            embedder = get_embedder()
+            embedding_model = embedder.model_id
+            memory.ensure_runbooks(conn, embedder, runbooks)
+            verification.learn_verified(conn, embedder)  # verified outcomes count before they are needed
+            results = memory.diagnose_prepared(conn, embedder, runbooks, prepared)
         for (incident_id, record), item, (decision, matches) in zip(records, prepared, results, strict=True):
             d = decision.diagnosis
             similar = generation.neighbours(matches)
@@ -117,7 +128,7 @@ def diagnose_incidents(filing: dict[str, Any]) -> dict[str, Any]:
                     " VALUES (%s, 'retrieval', %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     (
                         incident_id,
-                        embedder.model_id,
+                        embedding_model,
                         d.error_class,
                         d.action,
                         d.confidence,

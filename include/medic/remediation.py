@@ -389,10 +389,10 @@ def apply(conn: psycopg.Connection, api: RemediationApi, plan: Plan, decision: D
             target = next(
                 t for t in plan.targets if (t["run_id"], t["task_id"], t["map_index"]) == (run_id, task_id, map_index)
             )
-            now = api.task_instance(plan.dag_id, run_id, task_id, map_index)
+            now = _settled(api, plan.dag_id, target)
             if now["state"] in ("failed", "upstream_failed") and int(now["try_number"]) <= target["failed_try"]:
                 fresh.append((task_id, map_index))
-            else:  # someone (or this task's earlier attempt) already re-ran it
+            else:  # someone (or this task's earlier attempt) already re-ran it, or marked it
                 left_alone.append({**target, "state": now["state"], "try_number": now["try_number"]})
         if fresh:
             done = api.clear(
@@ -461,9 +461,24 @@ def apply(conn: psycopg.Connection, api: RemediationApi, plan: Plan, decision: D
     }
 
 
-def mark_awaiting_approval(conn: psycopg.Connection, incident_id: int) -> None:
-    conn.execute(
-        "UPDATE medic.incidents SET status = 'awaiting_approval', updated_at = now()"
-        " WHERE id = %s AND status = 'diagnosed'",
-        (incident_id,),
-    )
+#: States in which the try medic is fixing has not finished failing yet (the listener captures
+#: the failure inside the task process, before Airflow records the final state).
+_UNSETTLED = frozenset({None, "running", "queued", "scheduled", "restarting"})
+
+
+def _settled(api: RemediationApi, dag_id: str, target: dict[str, Any], wait_seconds: float = 60) -> dict[str, Any]:
+    """The target's task instance once the try medic is fixing has reached its final state."""
+    import time
+
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        now = api.task_instance(dag_id, target["run_id"], target["task_id"], int(target["map_index"]))
+        unfinished = now["state"] in _UNSETTLED and int(now["try_number"]) <= target["failed_try"]
+        if not unfinished:
+            return now
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{dag_id}/{target['run_id']}/{target['task_id']} is still {now['state']} at try"
+                f" {now['try_number']}; not clearing a try that has not finished (the task retries)"
+            )
+        time.sleep(0.5)

@@ -146,3 +146,57 @@ class RunbookChangeTrigger(BaseEventTrigger):
                 seen = current
                 self.log.info("medic: runbooks changed in %s", directory)
                 yield TriggerEvent({"runbooks_digest": current, "directory": directory})
+
+
+class VerifiedOutcomeTrigger(BaseEventTrigger):
+    """Fires when a fix medic applied is verified and not yet learned: the knowledge asset changes.
+
+    The verified outcome is written by the listener inside someone else's task, which cannot
+    emit asset events; this watcher turns it into one, so ``medic_knowledge_refresh`` embeds it.
+    It fires once per new verified remediation (a high-water mark of remediation ids); an
+    outcome a failed refresh did not learn is picked up by the next one or the daily run.
+    """
+
+    def __init__(self, conn_id: str | None = None, poll_seconds: float | None = None) -> None:
+        super().__init__()
+        self.conn_id = conn_id or config.get("conn_id")
+        self.poll_seconds = float(
+            poll_seconds if poll_seconds is not None else config.get_float("trigger_poll_seconds")
+        )
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"conn_id": self.conn_id, "poll_seconds": self.poll_seconds},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        import psycopg
+
+        from medic import db
+
+        seen = 0
+        backoff = 1.0
+        while True:
+            try:
+                params = await db.aconnection_kwargs(self.conn_id)
+                async with await db.aconnect(params, application_name="medic-learn-watch") as conn:
+                    backoff = 1.0
+                    while True:
+                        cursor = await conn.execute(
+                            "SELECT coalesce(max(r.id), 0), count(*) FROM medic.remediations r"
+                            " JOIN medic.incidents i ON i.id = r.incident_id"
+                            " WHERE r.verified_outcome IS NOT NULL AND i.learned_at IS NULL"
+                        )
+                        newest, unlearned = await cursor.fetchone()
+                        if unlearned and newest > seen:
+                            seen = newest
+                            self.log.info("medic: %d verified outcome(s) to learn", unlearned)
+                            yield TriggerEvent({"verified_unlearned": unlearned, "newest_remediation": newest})
+                        await asyncio.sleep(self.poll_seconds)
+            except (psycopg.Error, OSError) as exc:
+                self.log.warning(
+                    "medic: verified-outcome watcher: %s: %s; retrying in %.0fs", type(exc).__name__, exc, backoff
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)

@@ -136,3 +136,40 @@ def learn_verified(conn: psycopg.Connection, embedder: Any, limit: int = 200) ->
     conn.execute("UPDATE medic.incidents SET learned_at = now() WHERE id = ANY(%s)", ([row[0] for row in rows],))
     log.info("medic: learned %d verified incident(s)", len(entries))
     return len(entries)
+
+
+def verified_recurrences(conn: psycopg.Connection, fingerprint: str | None, k: int = 8) -> list[Any]:
+    """Incidents with this exact fingerprint whose applied fix was verified, as retrieval matches.
+
+    Read from the incidents themselves, not the knowledge table, so a fix verified a moment ago
+    counts before it is embedded. ``fingerprint`` is None for signatures too vague to match.
+    """
+    from medic.knowledge import Match
+    from medic.policy import AUTO_SAFE_ACTIONS
+
+    if not fingerprint:
+        return []
+    rows = conn.execute(
+        "SELECT i.id, d.error_class, r.action, r.verified_outcome, i.dag_id, i.task_id"
+        " FROM medic.incidents i JOIN medic.remediations r ON r.incident_id = i.id"
+        " JOIN medic.diagnoses d ON d.id = i.diagnosis_id"
+        " WHERE i.fingerprint = %s AND r.decision = 'apply' AND r.verified_outcome IS NOT NULL"
+        " ORDER BY r.verified_at DESC LIMIT %s",
+        (fingerprint, k),
+    ).fetchall()
+    return [
+        Match(
+            0,
+            "incident",
+            f"incident:{incident_id}",
+            error_class,
+            action,
+            action in AUTO_SAFE_ACTIONS,
+            outcome,
+            f"incident {incident_id}: {dag_id}.{task_id}, {action} {outcome}",
+            "",
+            1.0,  # the same normalised failure signature
+            "fingerprint",
+        )
+        for incident_id, error_class, action, outcome, dag_id, task_id in rows
+    ]

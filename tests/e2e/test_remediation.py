@@ -9,6 +9,7 @@ after the approval task parks (answering within ~1 s races the scheduler in Airf
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -22,6 +23,10 @@ pytestmark = pytest.mark.e2e
 DIAGNOSE = "medic_diagnose"
 APPROVE = "approve_remediation"
 ACTIVE = ("open", "diagnosed", "awaiting_approval", "remediating")
+
+
+def _parse(ts: str) -> datetime:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
 def incident_of(stack, dag_id: str, run_id: str, expected_events: int) -> tuple[int, str]:
@@ -170,9 +175,14 @@ def test_1_transient_failure_is_remediated_automatically_after_a_verified_fix(st
     assert (rem["decided_by"], rem["approver"], rem["status"], rem["verified"]) == ("auto", None, "applied", "resolved")
     assert client.wait_for_run("demo_flaky_api", run_id) == "success"
     # the earlier approved fix is what the policy relied on: it was learned as verified knowledge
-    learned = query(
-        stack,
-        "SELECT outcome, action FROM medic.knowledge WHERE kind = 'incident' AND metadata->>'decided_by' = 'user'",
+    # the approved fix of test 2 became knowledge: its verification woke medic_knowledge_refresh
+    learned = wait_for(
+        lambda: query(
+            stack,
+            "SELECT outcome, action FROM medic.knowledge WHERE kind = 'incident' AND metadata->>'decided_by' = 'user'",
+        ),
+        180,
+        "the verified fix to be learned",
     )
     assert ("resolved", "retry") in learned
 
@@ -281,3 +291,32 @@ def test_bench_time_to_fix_prints_a_json_last_line(stack) -> None:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["benchmark"] == "time-to-fix" and result["failures"] == 1
     assert 0 < result["decided_p50_s"] <= result["applied_p50_s"] <= result["p50_s"]
+
+
+def test_7_apply_with_changes_waits_the_edited_backoff_deferred_then_applies(stack, client) -> None:
+    settle(stack, client, "demo_warehouse_load")
+    run_id = client.trigger("demo_warehouse_load")
+    assert client.wait_for_run("demo_warehouse_load", run_id) == "failed"
+    incident_id, diagnose_run = incident_of(stack, "demo_warehouse_load", run_id, 1)
+    index = parked_approval(client, diagnose_run, incident_id)
+    edited = {"delay_seconds": 8, "include_downstream": True, "rerun_on_latest_version": False}
+    response = client.respond(DIAGNOSE, diagnose_run, APPROVE, index, "Apply with changes", edited)
+    assert response.status_code == 200, response.text
+    answered = _parse(response.json()["responded_at"])
+
+    # while the backoff runs the approval task waits on the triggerer, holding no worker slot
+    wait_for(
+        lambda: any(
+            t["task_id"] == APPROVE and t["map_index"] == index and t["state"] == "deferred"
+            for t in client.task_instances(DIAGNOSE, diagnose_run)
+        ),
+        60,
+        "the approval task to defer for the backoff",
+        interval=0.3,
+    )
+    assert remediations(stack, incident_id) == []  # nothing applied during the wait
+    wait_status(stack, incident_id, ("remediating", "resolved", "failed"))
+    (applied_at,) = query(stack, "SELECT applied_at FROM medic.remediations WHERE incident_id = %s", (incident_id,))[0]
+    assert (applied_at - answered).total_seconds() >= 8
+    (rem,) = remediations(stack, incident_id)
+    assert rem["params"] == edited and rem["approver"] == "admin" and rem["status"] == "applied"

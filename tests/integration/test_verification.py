@@ -118,6 +118,17 @@ def test_only_verified_incidents_are_learned_with_their_outcome_once(it_conn, em
     ]
     assert verification.learn_verified(it_conn, embedder) == 0
 
+    # the same facts, straight from the incidents (a fix verified a moment ago counts at once)
+    (fingerprint,) = it_conn.execute("SELECT fingerprint FROM medic.incidents WHERE id = %s", (fixed,)).fetchone()
+    found = {
+        (m.source_key, m.outcome, m.via, m.similarity) for m in verification.verified_recurrences(it_conn, fingerprint)
+    }
+    assert found == {
+        (f"incident:{fixed}", "resolved", "fingerprint", 1.0),
+        (f"incident:{broken}", "failed", "fingerprint", 1.0),
+    }
+    assert verification.verified_recurrences(it_conn, None) == []
+
 
 def test_a_decision_is_recorded_once_whatever_answers_later(it_conn) -> None:
     incident_id = filed_incident(it_conn, 1)
