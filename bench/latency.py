@@ -24,16 +24,13 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from medic.airflow_rest import parse_time
 from medic.stats import percentile
 
 if TYPE_CHECKING:
     from medic.stack import Stack
 
 DAG_ID = "demo_missing_input"
-
-
-def _parse(ts: str) -> datetime:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
 def main(argv: list[str], stack: Stack) -> int:
@@ -102,6 +99,6 @@ def _first_task_start(client, diagnose_run_id: str) -> datetime | None:
     for _ in range(50):
         for ti in client.task_instances("medic_diagnose", diagnose_run_id):
             if ti["task_id"] == "claim_failure_events" and ti.get("start_date"):
-                return _parse(ti["start_date"])
+                return parse_time(ti["start_date"])
         time.sleep(0.1)
     return None

@@ -28,17 +28,14 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from medic.airflow_rest import parse_time
+from medic.remediation import APPROVAL_DAG, APPROVAL_TASK
 from medic.stats import percentile
 
 if TYPE_CHECKING:
     from medic.stack import Stack
 
 DAG_ID, TASK_ID = "demo_flaky_api", "fetch_orders"
-DIAGNOSE, APPROVE = "medic_diagnose", "approve_remediation"
-
-
-def _parse(ts: str) -> datetime:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
 def main(argv: list[str], stack: Stack) -> int:
@@ -70,7 +67,7 @@ def main(argv: list[str], stack: Stack) -> int:
             if route != "auto" or status != "resolved":
                 raise RuntimeError(f"incident {incident_id} went {route} and ended {status}: not the automatic path")
             rerun = next(t for t in client.task_instances(DAG_ID, run_id) if t["task_id"] == TASK_ID)
-            t1 = _parse(rerun["start_date"])
+            t1 = parse_time(rerun["start_date"])
             seconds.append((t1 - failed_at).total_seconds())
             stages.append(_stages(stack, incident_id, failed_at))
             print(
@@ -162,16 +159,12 @@ def _seed_by_approval(stack: Stack, client: Any, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     index = None
     while index is None and time.monotonic() < deadline:
-        for ti in client.task_instances(DIAGNOSE, diagnose_run):
-            if ti["task_id"] == APPROVE and ti["state"] == "awaiting_input":
-                detail = client.hitl_detail(DIAGNOSE, diagnose_run, APPROVE, ti["map_index"])
-                if detail and detail["subject"].endswith(f"(incident {incident_id})"):
-                    index = ti["map_index"]
+        index = client.awaiting_approval(diagnose_run, incident_id)
         time.sleep(0.5)
     if index is None:
         raise TimeoutError(f"no approval request for incident {incident_id}")
     time.sleep(3)  # answering within ~1 s of parking races the scheduler in Airflow 3.3
-    response = client.respond(DIAGNOSE, diagnose_run, APPROVE, index, "Apply")
+    response = client.respond(APPROVAL_DAG, diagnose_run, APPROVAL_TASK, index, "Apply")
     if response.status_code != 200:
         raise RuntimeError(f"approving incident {incident_id} failed: {response.status_code} {response.text[:300]}")
     _, status = _wait_closed(stack, incident_id, timeout)

@@ -7,12 +7,18 @@ credentials. The remediation executor (a later part) takes its credential from a
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 if TYPE_CHECKING:
     from medic.stack import Stack
+
+
+def parse_time(ts: str) -> datetime:
+    """A timestamp as the REST API writes it (ISO 8601, ``Z`` for UTC)."""
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
 class AirflowClient:
@@ -94,6 +100,18 @@ class AirflowClient:
         """Answer a HITL request through the endpoint the UI uses; the caller reads the status."""
         body = {"chosen_options": [option], "params_input": params_input or {}}
         return self.request("PATCH", self.hitl_path(dag_id, run_id, task_id, map_index), json=body)
+
+    def awaiting_approval(self, diagnose_run: str, incident_id: int) -> int | None:
+        """The map index of the incident's approval task while it waits for an answer, else None."""
+        from medic.remediation import APPROVAL_DAG, APPROVAL_TASK, approval_subject_suffix
+
+        for ti in self.task_instances(APPROVAL_DAG, diagnose_run):
+            if ti["task_id"] != APPROVAL_TASK or ti["state"] != "awaiting_input":
+                continue
+            detail = self.hitl_detail(APPROVAL_DAG, diagnose_run, APPROVAL_TASK, ti["map_index"])
+            if detail and detail["subject"].endswith(approval_subject_suffix(incident_id)):
+                return ti["map_index"]
+        return None
 
     def close(self) -> None:
         self._http.close()

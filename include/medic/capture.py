@@ -16,6 +16,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from medic import config
@@ -85,20 +86,32 @@ def capture_failure(task_instance: Any, error: Any, *, source: FailureSource | N
             return f"failed: {type(exc).__name__}: {exc}"
         return background_writer().submit(record, _key(task_instance))
 
+    result = _bounded(
+        lambda: _store(_build(task_instance, error, src), deadline=started + timeout), timeout, "medic-capture"
+    )
+    result = result or f"timed out after {timeout:.1f}s (the sweep will pick it up)"
+    _log_outcome(_key(task_instance), result, time.monotonic() - started)
+    return result
+
+
+def _bounded(work: Callable[[], str], timeout: float, name: str) -> str | None:
+    """Run ``work`` in a daemon thread for at most ``timeout`` seconds, inside someone else's task.
+
+    Returns its result, ``"failed: ..."`` if it raised, or None if it did not finish in time (the
+    thread is abandoned; it is a daemon and holds only its own connection).
+    """
     outcome: dict[str, str] = {}
 
-    def work() -> None:
+    def run() -> None:
         try:
-            outcome["result"] = _store(_build(task_instance, error, src), deadline=started + timeout)
+            outcome["result"] = work()
         except Exception as exc:
             outcome["result"] = f"failed: {type(exc).__name__}: {exc}"
 
-    worker = threading.Thread(target=work, name="medic-capture", daemon=True)
+    worker = threading.Thread(target=run, name=name, daemon=True)
     worker.start()
     worker.join(timeout)
-    result = outcome.get("result") or f"timed out after {timeout:.1f}s (the sweep will pick it up)"
-    _log_outcome(_key(task_instance), result, time.monotonic() - started)
-    return result
+    return outcome.get("result")
 
 
 def _log_outcome(key: str, result: str, elapsed: float) -> None:
@@ -244,28 +257,21 @@ def record_success(task_instance: Any) -> str:
         log.warning("medic: verification skipped: %s: %s", type(exc).__name__, exc)
         return "skipped"
     started = time.monotonic()
-    outcome: dict[str, str] = {}
 
-    def work() -> None:
+    def work() -> str:
         from medic import db, verification
 
-        try:
-            with db.connect(
-                config.get("conn_id"),
-                connect_timeout=max(1, int(timeout)),
-                statement_timeout_ms=int(timeout * 1000),
-                autocommit=True,
-                application_name="medic-verify",
-            ) as conn:
-                closed = verification.record_run_outcome(conn, succeeded=True, **key)
-            outcome["result"] = f"verified {closed}" if closed else "not medic's re-run"
-        except Exception as exc:
-            outcome["result"] = f"failed: {type(exc).__name__}: {exc}"
+        with db.connect(
+            config.get("conn_id"),
+            connect_timeout=max(1, int(timeout)),
+            statement_timeout_ms=int(timeout * 1000),
+            autocommit=True,
+            application_name="medic-verify",
+        ) as conn:
+            closed = verification.record_run_outcome(conn, succeeded=True, **key)
+        return f"verified {closed}" if closed else "not medic's re-run"
 
-    worker = threading.Thread(target=work, name="medic-verify", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    result = outcome.get("result") or f"timed out after {timeout:.1f}s"
+    result = _bounded(work, timeout, "medic-verify") or f"timed out after {timeout:.1f}s"
     if result.startswith(("failed", "timed out")):
         log.warning("medic: could not verify %s/%s/%s: %s", key["dag_id"], key["run_id"], key["task_id"], result)
     elif result.startswith("verified"):

@@ -12,6 +12,7 @@ Neither renders templates: their texts come from logs and models and are data, n
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
@@ -27,17 +28,11 @@ def _run(plan: dict[str, Any], decision: Any) -> dict[str, Any]:
     from medic import config, db, remediation
     from medic.airflow_api import AirflowApi
 
+    the_plan = remediation.Plan.from_dict(plan)
     with db.connect(config.get("conn_id"), application_name="medic-remediate", autocommit=True) as conn:
-        if decision.kind != "apply":
-            return remediation.record_decision(conn, remediation.Plan.from_dict(plan), decision)
-        api = AirflowApi.from_connection(config.get("api_conn_id"))
-        return remediation.apply(conn, api, remediation.Plan.from_dict(plan), decision)
-
-
-def _decision_dict(decision: Any) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(decision)
+        if decision.kind != "apply":  # nothing to call: no API credential needed
+            return remediation.record_decision(conn, the_plan, decision)
+        return remediation.apply(conn, AirflowApi.from_connection(config.get("api_conn_id")), the_plan, decision)
 
 
 class _Remediating:
@@ -51,7 +46,7 @@ class _Remediating:
             self.defer(  # type: ignore[attr-defined]
                 trigger=DateTimeTrigger(moment=utcnow() + timedelta(seconds=decision.delay_seconds)),
                 method_name="apply_after_backoff",
-                kwargs={"decision": _decision_dict(decision)},
+                kwargs={"decision": asdict(decision)},
             )
         return _run(self.plan, decision)
 

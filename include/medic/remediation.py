@@ -151,11 +151,11 @@ def build_plan(
 def preview(api: RemediationApi, plan: Plan) -> list[dict[str, Any]]:
     """The dry run: which task instances applying the plan would clear (per run)."""
     cleared: list[dict[str, Any]] = []
-    for run_id, keys in _keys_by_run(plan.targets).items():
+    for run_id, targets in _targets_by_run(plan.targets).items():
         for ti in api.clear(
             plan.dag_id,
             run_id,
-            keys,
+            [(t["task_id"], int(t["map_index"])) for t in targets],
             dry_run=True,
             include_downstream=plan.include_downstream,
             run_on_latest_version=False,
@@ -175,8 +175,17 @@ def md(text: str) -> str:
     return "".join(f"\\{c}" if c in _MD_SPECIAL else c for c in str(text).replace("\n", " "))
 
 
+#: Where approval requests live: the mapped HITL task of medic_diagnose.
+APPROVAL_DAG, APPROVAL_TASK = "medic_diagnose", "approve_remediation"
+
+
+def approval_subject_suffix(incident_id: int) -> str:
+    """How a request's subject ends; how the CLI, bench and tests find an incident's request."""
+    return f"(incident {incident_id})"
+
+
 def approval_subject(plan: Plan) -> str:
-    return f"medic: {plan.action} for {plan.dag_id}.{plan.task_id}? (incident {plan.incident_id})"
+    return f"medic: {plan.action} for {plan.dag_id}.{plan.task_id}? {approval_subject_suffix(plan.incident_id)}"
 
 
 def approval_body(plan: Plan) -> str:
@@ -293,10 +302,10 @@ def automatic_decision(plan: Plan) -> Decision:
 # ---- applying and recording ------------------------------------------------------------------
 
 
-def _keys_by_run(targets: list[dict[str, Any]]) -> dict[str, list[tuple[str, int]]]:
-    by_run: dict[str, list[tuple[str, int]]] = {}
+def _targets_by_run(targets: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    by_run: dict[str, list[dict[str, Any]]] = {}
     for t in targets:
-        by_run.setdefault(t["run_id"], []).append((t["task_id"], int(t["map_index"])))
+        by_run.setdefault(t["run_id"], []).append(t)
     return by_run
 
 
@@ -370,7 +379,7 @@ def apply(conn: psycopg.Connection, api: RemediationApi, plan: Plan, decision: D
     crash between the two leaves a pending row that a retry of the same task resumes.
     """
     if decision.kind != "apply":
-        return record_decision(conn, plan, decision)
+        raise RemediationRefused(f"apply() got a {decision.kind!r} decision; record_decision() records those")
     if plan.dag_id in config.skipped_dag_ids():
         raise RemediationRefused(f"medic never remediates its own DAG {plan.dag_id}")
     if plan.action not in RERUN_ACTIONS:
@@ -383,15 +392,12 @@ def apply(conn: psycopg.Connection, api: RemediationApi, plan: Plan, decision: D
     note += f" {decision.approver})" if decision.approver else ")"
     cleared: list[dict[str, Any]] = []
     left_alone: list[dict[str, Any]] = []
-    for run_id, keys in _keys_by_run(plan.targets).items():
+    for run_id, targets in _targets_by_run(plan.targets).items():
         fresh: list[tuple[str, int]] = []
-        for task_id, map_index in keys:
-            target = next(
-                t for t in plan.targets if (t["run_id"], t["task_id"], t["map_index"]) == (run_id, task_id, map_index)
-            )
+        for target in targets:
             now = _settled(api, plan.dag_id, target)
             if now["state"] in ("failed", "upstream_failed") and int(now["try_number"]) <= target["failed_try"]:
-                fresh.append((task_id, map_index))
+                fresh.append((target["task_id"], int(target["map_index"])))
             else:  # someone (or this task's earlier attempt) already re-ran it, or marked it
                 left_alone.append({**target, "state": now["state"], "try_number": now["try_number"]})
         if fresh:

@@ -48,3 +48,32 @@ def wait_filed(stack: Stack, dag_id: str, run_id: str, expected: int, timeout: f
         timeout,
         f"{expected} failure(s) of {dag_id} to be filed",
     )
+
+
+def run_bench(stack: Stack, name: str, *args: str, timeout: float = 300) -> dict[str, Any]:
+    """Run ``medic bench <name>`` against the running stack; its last output line, parsed."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medic.cli",
+            "--home",
+            str(stack.home),
+            "--port",
+            str(stack.api_port),
+            "bench",
+            name,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **stack.env()},
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

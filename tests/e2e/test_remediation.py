@@ -9,24 +9,19 @@ after the approval task parks (answering within ~1 s races the scheduler in Airf
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from typing import Any
 
 import pytest
 
-from medic.airflow_rest import AirflowClient
+from medic.airflow_rest import AirflowClient, parse_time
 from medic.stack import SERVICE_USER
-from tests.e2e.helpers import query, wait_filed, wait_for
+from tests.e2e.helpers import query, run_bench, wait_filed, wait_for
 
 pytestmark = pytest.mark.e2e
 
 DIAGNOSE = "medic_diagnose"
 APPROVE = "approve_remediation"
 ACTIVE = ("open", "diagnosed", "awaiting_approval", "remediating")
-
-
-def _parse(ts: str) -> datetime:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
 def incident_of(stack, dag_id: str, run_id: str, expected_events: int) -> tuple[int, str]:
@@ -70,13 +65,8 @@ def parked_approval(client: AirflowClient, diagnose_run: str, incident_id: int, 
     """The map index of the incident's approval task once it waits for input, plus 3 s."""
 
     def probe() -> int | None:
-        for ti in client.task_instances(DIAGNOSE, diagnose_run):
-            if ti["task_id"] != APPROVE or ti["state"] != "awaiting_input":
-                continue
-            detail = client.hitl_detail(DIAGNOSE, diagnose_run, APPROVE, ti["map_index"])
-            if detail and detail["subject"].endswith(f"(incident {incident_id})"):
-                return ti["map_index"] + 1  # +1: map index 0 is falsy
-        return None
+        index = client.awaiting_approval(diagnose_run, incident_id)
+        return None if index is None else index + 1  # +1: map index 0 is falsy
 
     index = wait_for(probe, timeout, f"the approval of incident {incident_id} to park") - 1
     time.sleep(3)  # the race measured in Airflow 3.3: answer a few seconds after parking
@@ -94,12 +84,9 @@ def settle(stack, client: AirflowClient, dag_id: str) -> None:
             (dag_id, list(ACTIVE)),
         )
         for incident_id, diagnose_run in active:
-            for ti in client.task_instances(DIAGNOSE, diagnose_run):
-                if ti["task_id"] != APPROVE or ti["state"] != "awaiting_input":
-                    continue
-                detail = client.hitl_detail(DIAGNOSE, diagnose_run, APPROVE, ti["map_index"])
-                if detail and detail["subject"].endswith(f"(incident {incident_id})"):
-                    client.respond(DIAGNOSE, diagnose_run, APPROVE, ti["map_index"], "Reject")
+            index = client.awaiting_approval(diagnose_run, incident_id)
+            if index is not None:
+                client.respond(DIAGNOSE, diagnose_run, APPROVE, index, "Reject")
         return not active
 
     wait_for(probe, 120, f"earlier incidents of {dag_id} to settle", interval=3)
@@ -263,32 +250,7 @@ def test_5_6_unassigned_user_gets_403_and_a_second_answer_409_nothing_applied_tw
 
 def test_bench_time_to_fix_prints_a_json_last_line(stack) -> None:
     """The benchmark's path on the real stack (a verified fix exists from test 2): figures only."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "medic.cli",
-            "--home",
-            str(stack.home),
-            "--port",
-            str(stack.api_port),
-            "bench",
-            "time-to-fix",
-            "--failures",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **stack.env()},
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_bench(stack, "time-to-fix", "--failures", "1")
     assert result["benchmark"] == "time-to-fix" and result["failures"] == 1
     assert 0 < result["decided_p50_s"] <= result["applied_p50_s"] <= result["p50_s"]
 
@@ -302,7 +264,7 @@ def test_7_apply_with_changes_waits_the_edited_backoff_deferred_then_applies(sta
     edited = {"delay_seconds": 8, "include_downstream": True, "rerun_on_latest_version": False}
     response = client.respond(DIAGNOSE, diagnose_run, APPROVE, index, "Apply with changes", edited)
     assert response.status_code == 200, response.text
-    answered = _parse(response.json()["responded_at"])
+    answered = parse_time(response.json()["responded_at"])
 
     # while the backoff runs the approval task waits on the triggerer, holding no worker slot
     wait_for(
