@@ -192,6 +192,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for dag_id in runs:
             say(f"  {stack.api_url}/dags/{dag_id}")
         say("Also: `medic incidents` prints this list again.")
+        _print_lineage(stack)
         if args.exit:
             return 0
         say("\nmedic demo: the stack keeps running; press Ctrl-C to stop it.")
@@ -203,6 +204,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         stack.down()
         say("medic demo: stopped. Run `make demo` again to start over where you left off.")
+
+
+def _print_lineage(stack) -> None:
+    """Where the lineage went, and what to open in Marquez."""
+    from medic import lineage
+    from medic.stack import LINEAGE_NAMESPACE
+
+    transport = stack.lineage_transport()["transport"]
+    say("\nLineage (OpenLineage, through Airflow's provider; every event scrubbed of secrets):")
+    if transport["type"] == "http":
+        say(f"  sent to {transport['url']}; open Marquez's web UI (http://localhost:3000 with the compose overlay)")
+    else:
+        summary = lineage.summarise(lineage.read_events(str(stack.lineage_file)))
+        per_job = summary["per_job"]
+        medic_jobs = ", ".join(f"{job} {sum(per_job[job].values())}" for job in lineage.JOB_TYPES if job in per_job)
+        say(f"  {summary['events']} events in {stack.lineage_file}")
+        say(f"  medic's: {medic_jobs or 'none yet'}; {summary['medic_runs_with_parent_in_file']} of")
+        say(f"  {summary['medic_runs']} medic runs link (ParentRunFacet) to a failed task run in the same file")
+        say("  `medic lineage` summarises it again; `medic lineage --validate ../shared/openlineage-spec` checks it.")
+        say("  For Marquez: docker compose -f docker-compose.marquez.yaml up -d, then")
+        say("  MEDIC_OPENLINEAGE_URL=http://localhost:5000 make demo, and open http://localhost:3000")
+    say(f"  In Marquez: namespace {LINEAGE_NAMESPACE}, jobs medic.diagnose, medic.approve and medic.remediate;")
+    say("  a run's facets medic_failure, medic_diagnosis, medic_decision, medic_approval, medic_remediation,")
+    say("  and its parent: the failed task's run (job <dag_id>.<task_id>).")
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    """Summarise (and optionally validate) the lineage a file transport wrote."""
+    from medic import lineage
+
+    path = args.file or str(make_stack(args).lineage_file)
+    events = lineage.read_events(path)
+    summary: dict[str, Any] = {"file": path, **lineage.summarise(events)}
+    if args.validate:
+        validator = lineage.Validator(args.validate)
+        problems = [f"{e['job']['name']} {e['eventType']}: {p}" for e in events for p in validator.problems(e)]
+        summary["invalid"] = len(problems)
+        summary["problems"] = problems[:50]
+    say(json.dumps(summary, indent=2))
+    return 1 if summary.get("invalid") else 0
 
 
 def _count(sql: str) -> int:
@@ -320,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluation.add_argument("--timeout", type=float, default=900, help="seconds for the whole batch")
     evaluation.add_argument("--max-new-tokens", type=int, default=768)
+    lineage = sub.add_parser("lineage", help="summarise the OpenLineage events the stack's file transport wrote")
+    lineage.add_argument("--file", help="a file of events, one per line (default: the stack's)")
+    lineage.add_argument("--validate", metavar="SPEC_DIR", help="check every event against the OpenLineage spec")
     bench = sub.add_parser("bench", help="run a benchmark from bench/ (last output line is JSON)")
     bench.add_argument("name")
     return parser
@@ -339,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         "incidents": cmd_incidents,
         "demo": cmd_demo,
         "eval": cmd_eval,
+        "lineage": cmd_lineage,
     }
     return handler[args.command](args)
 

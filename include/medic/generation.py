@@ -77,6 +77,13 @@ def prompt_prefix(runbooks: Iterable[Any]) -> str:
     return prompts.prompt_prefix(runbooks, Diagnosis.model_json_schema())
 
 
+def prompt_version(runbooks: Iterable[Any]) -> str:
+    """A short digest of the fixed prompt: it changes when instructions, schema or runbooks do."""
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(prompt_prefix(runbooks).encode()).hexdigest()[:16]
+
+
 def incident_prompt(
     prefix: str,
     prepared: Any,

@@ -1,30 +1,55 @@
 """OpenLineage for medic's work, emitted through Airflow's OpenLineage provider.
 
-Each diagnosis becomes a COMPLETE run event of the job ``medic.diagnose`` with two custom
-facets (``medic_failure``, ``medic_diagnosis``; schemas in ``lineage_facets/``) and a
-ParentRunFacet that names the failed task's own OpenLineage run, computed exactly as the
-provider computes it (job ``<dag_id>.<task_id>`` in the deployment's namespace), so Marquez
-shows what medic concluded about which run. The knowledge base is an input dataset and the
-diagnoses table an output. Everything in an event comes from scrubbed records.
+An incident's story is three jobs in the deployment's OpenLineage namespace, each run carrying
+a ParentRunFacet that names the failed task's own OpenLineage run (job ``<dag_id>.<task_id>``,
+run id computed exactly as the provider computes it), so Marquez shows what medic concluded,
+who decided and what was done, on the run it was done to:
+
+- ``medic.diagnose``: one COMPLETE event per decided incident: ``medic_failure`` (the scrubbed
+  failure), ``medic_diagnosis`` (class, action, confidence, model, prompt version, similar
+  incidents) and ``medic_decision`` (the policy's route). Reads the knowledge base, writes the
+  diagnoses.
+- ``medic.approve``: START when a person is asked (``medic_approval``: assignees, options, the
+  dry run), COMPLETE with their answer (``medic_decision``: who, when, which option, params),
+  ABORT when nobody answered in time.
+- ``medic.remediate``: START when the fix is applied (``medic_remediation``: what was cleared),
+  COMPLETE or FAIL when the re-run's outcome is verified, ABORT when someone else re-ran the
+  task first. Writes the remediation log; a verified outcome also feeds the knowledge base.
+
+Run ids are UUIDv5 of the incident's random ``lineage_key`` and the job, so every process that
+touches the incident (diagnose run, approval task, the listener that verifies) names the same
+run without asking anyone. Facet schemas are in ``lineage_facets/``. Everything in an event
+comes from scrubbed records, and the provider's adapter redacts what Airflow's masker knows.
+Emitting never raises: lineage must not fail a diagnosis or a fix.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import uuid
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
 import attr
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
 from openlineage.client.facet_v2 import RunFacet, job_type_job, parent_run
-from openlineage.client.uuid import generate_new_uuid
 
 log = logging.getLogger(__name__)
 
 SCHEMA_BASE = "https://airflow-medic.github.io/spec/facets/1-0-0/"
 PRODUCER = "https://github.com/airflow-medic/airflow-medic"
 DIAGNOSE_JOB = "medic.diagnose"
+APPROVE_JOB = "medic.approve"
+REMEDIATE_JOB = "medic.remediate"
+JOB_TYPES = {DIAGNOSE_JOB: "DIAGNOSIS", APPROVE_JOB: "APPROVAL", REMEDIATE_JOB: "REMEDIATION"}
+#: medic's tables as OpenLineage datasets (``<database>.<schema>.<table>``)
+KNOWLEDGE_TABLE, DIAGNOSES_TABLE, REMEDIATIONS_TABLE = "medic.knowledge", "medic.diagnoses", "medic.remediations"
+
+
+def _schema(name: str) -> str:
+    return f"{SCHEMA_BASE}{name}.json#/$defs/{name}"
 
 
 @attr.define
@@ -42,7 +67,7 @@ class MedicFailureRunFacet(RunFacet):
 
     @staticmethod
     def _get_schema() -> str:
-        return SCHEMA_BASE + "MedicFailureRunFacet.json#/$defs/MedicFailureRunFacet"
+        return _schema("MedicFailureRunFacet")
 
 
 @attr.define
@@ -52,16 +77,76 @@ class MedicDiagnosisRunFacet(RunFacet):
     action: str
     confidence: float
     automatic: bool
+    route: str
     decisionReason: str
     source: str
+    model: str | None
     embeddingModel: str | None
     promptVersion: str | None
+    rootCause: str
     evidence: list[str]
     similar: list[dict[str, Any]]
 
     @staticmethod
     def _get_schema() -> str:
-        return SCHEMA_BASE + "MedicDiagnosisRunFacet.json#/$defs/MedicDiagnosisRunFacet"
+        return _schema("MedicDiagnosisRunFacet")
+
+
+@attr.define
+class MedicDecisionRunFacet(RunFacet):
+    incidentId: int
+    decidedBy: str  # policy | person | timeout
+    user: str | None
+    decidedAt: str
+    decision: str  # apply | approval | reject | escalate | expire
+    option: str | None
+    params: dict[str, Any]
+    note: str
+
+    @staticmethod
+    def _get_schema() -> str:
+        return _schema("MedicDecisionRunFacet")
+
+
+@attr.define
+class MedicApprovalRunFacet(RunFacet):
+    incidentId: int
+    action: str
+    assignedUsers: list[str]
+    options: list[str]
+    timeoutSeconds: float | None
+    proposedParams: dict[str, Any]
+    dryRun: list[dict[str, Any]]
+    link: str | None
+
+    @staticmethod
+    def _get_schema() -> str:
+        return _schema("MedicApprovalRunFacet")
+
+
+@attr.define
+class MedicRemediationRunFacet(RunFacet):
+    incidentId: int
+    remediationId: int | None
+    action: str
+    status: str  # applied | superseded | resolved | failed
+    decidedBy: str
+    approver: str | None
+    params: dict[str, Any]
+    cleared: list[dict[str, Any]]
+    leftAlone: list[dict[str, Any]]
+    dagVersions: dict[str, Any]
+    verifiedOutcome: str | None
+    verifiedAt: str | None
+    timeToFixSeconds: float | None
+    verifiedBy: list[dict[str, Any]]
+
+    @staticmethod
+    def _get_schema() -> str:
+        return _schema("MedicRemediationRunFacet")
+
+
+# ---- who an incident's runs hang under ---------------------------------------------------------
 
 
 def namespace() -> str:
@@ -94,27 +179,99 @@ def dag_run_id(record: Any) -> str:
     )
 
 
+def dataset_namespace(conn: Any) -> str:
+    """``postgres://host:port`` of medic's database, as OpenLineage names Postgres datasets."""
+    info = conn.info
+    host = info.host if info.host and not info.host.startswith("/") else "localhost"  # a socket is local
+    return f"postgres://{host}:{info.port or 5432}"
+
+
+def subject(record: Any, incident_id: int, lineage_key: Any, conn: Any) -> dict[str, Any]:
+    """Everything an incident's events need, as plain data that travels with its plan."""
+    return {
+        "incident_id": int(incident_id),
+        "key": str(lineage_key),
+        "namespace": namespace(),
+        "datasets": dataset_namespace(conn),
+        "database": conn.info.dbname,
+        "job": f"{record.dag_id}.{record.task_id}",
+        "run": failed_task_run_id(record),
+        "root_job": record.dag_id,
+        "root_run": dag_run_id(record),
+    }
+
+
+def run_id(subj: dict[str, Any], job: str) -> str:
+    """The incident's run of ``job``: the same id from every process, no coordination."""
+    return str(uuid.uuid5(uuid.UUID(subj["key"]), job))
+
+
+def _parent(subj: dict[str, Any]) -> parent_run.ParentRunFacet:
+    ns = subj["namespace"]
+    return parent_run.ParentRunFacet(
+        run=parent_run.Run(runId=subj["run"]),
+        job=parent_run.Job(namespace=ns, name=subj["job"]),
+        root=parent_run.Root(
+            run=parent_run.RootRun(runId=subj["root_run"]), job=parent_run.RootJob(namespace=ns, name=subj["root_job"])
+        ),
+    )
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _event(
+    subj: dict[str, Any],
+    job: str,
+    state: RunState,
+    facets: dict[str, RunFacet],
+    inputs: Iterable[str] = (),
+    outputs: Iterable[str] = (),
+) -> RunEvent:
+    job_type = job_type_job.JobTypeJobFacet(processingType="BATCH", integration="AIRFLOW_MEDIC", jobType=JOB_TYPES[job])
+    dataset = f"{subj['database']}.{{}}"
+    return RunEvent(
+        eventType=state,
+        eventTime=_now(),
+        run=Run(runId=run_id(subj, job), facets={"parent": _parent(subj), **facets}),
+        job=Job(namespace=subj["namespace"], name=job, facets={"jobType": job_type}),
+        inputs=[InputDataset(namespace=subj["datasets"], name=dataset.format(t)) for t in inputs],
+        outputs=[OutputDataset(namespace=subj["datasets"], name=dataset.format(t)) for t in outputs],
+        producer=PRODUCER,
+    )
+
+
+# ---- the events ----------------------------------------------------------------------------------
+
+
+def _params(delay_seconds: int, include_downstream: bool, rerun_on_latest_version: bool) -> dict[str, Any]:
+    return {
+        "delaySeconds": int(delay_seconds),
+        "includeDownstream": bool(include_downstream),
+        "rerunOnLatestVersion": bool(rerun_on_latest_version),
+    }
+
+
+_POLICY_DECISION = {"auto": "apply", "approval": "approval", "escalate": "escalate"}
+
+
 def diagnosis_event(
     *,
+    subj: dict[str, Any],
     record: Any,
     incident: dict[str, Any],
     diagnosis: Any,
-    automatic: bool,
+    route: str,
     reason: str,
     source: str,
     embedding_model: str | None,
+    model: str | None,
+    prompt_version: str | None,
     neighbours: list[dict[str, Any]],
-    database: str,
+    delay_seconds: int = 0,
 ) -> RunEvent:
-    """The COMPLETE event of one diagnosis, linked to the failed task's run."""
-    ns = namespace()
-    parent = parent_run.ParentRunFacet(
-        run=parent_run.Run(runId=failed_task_run_id(record)),
-        job=parent_run.Job(namespace=ns, name=f"{record.dag_id}.{record.task_id}"),
-        root=parent_run.Root(
-            run=parent_run.RootRun(runId=dag_run_id(record)), job=parent_run.RootJob(namespace=ns, name=record.dag_id)
-        ),
-    )
+    """The COMPLETE event of one diagnosis and the policy's route for it."""
     failure = MedicFailureRunFacet(
         dagId=record.dag_id,
         taskId=record.task_id,
@@ -132,11 +289,14 @@ def diagnosis_event(
         transience=diagnosis.transience,
         action=diagnosis.action,
         confidence=float(diagnosis.confidence),
-        automatic=bool(automatic),
+        automatic=route == "auto",
+        route=route,
         decisionReason=reason,
         source=source,
+        model=model,
         embeddingModel=embedding_model,
-        promptVersion=None,
+        promptVersion=prompt_version,
+        rootCause=diagnosis.root_cause,
         evidence=list(diagnosis.evidence),
         similar=[
             {
@@ -149,30 +309,179 @@ def diagnosis_event(
             for n in neighbours
         ],
     )
-    job_type = job_type_job.JobTypeJobFacet(processingType="BATCH", integration="AIRFLOW_MEDIC", jobType="DIAGNOSIS")
-    return RunEvent(
-        eventType=RunState.COMPLETE,
-        eventTime=datetime.now(timezone.utc).isoformat(),
-        run=Run(
-            runId=str(generate_new_uuid()),
-            facets={"parent": parent, "medic_failure": failure, "medic_diagnosis": verdict},
-        ),
-        job=Job(namespace=ns, name=DIAGNOSE_JOB, facets={"jobType": job_type}),
-        inputs=[InputDataset(namespace=database, name="medic.knowledge")],
-        outputs=[OutputDataset(namespace=database, name="medic.diagnoses")],
-        producer=PRODUCER,
+    decision = MedicDecisionRunFacet(
+        incidentId=int(incident["id"]),
+        decidedBy="policy",
+        user=None,
+        decidedAt=_now(),
+        decision=_POLICY_DECISION[route],
+        option=None,
+        params=_params(delay_seconds, True, False) if route == "auto" else {},
+        note=reason,
     )
+    return _event(
+        subj,
+        DIAGNOSE_JOB,
+        RunState.COMPLETE,
+        {"medic_failure": failure, "medic_diagnosis": verdict, "medic_decision": decision},
+        inputs=[KNOWLEDGE_TABLE],
+        outputs=[DIAGNOSES_TABLE],
+    )
+
+
+def approval_requested_event(
+    plan: Any, assigned_users: list[str], timeout_seconds: float | None, link: str | None
+) -> RunEvent:
+    from medic import remediation
+
+    facet = MedicApprovalRunFacet(
+        incidentId=plan.incident_id,
+        action=plan.action,
+        assignedUsers=list(assigned_users),
+        options=list(remediation.OPTIONS),
+        timeoutSeconds=timeout_seconds,
+        proposedParams=_params(plan.delay_seconds, plan.include_downstream, plan.rerun_on_latest_version),
+        dryRun=[_ti(p) for p in plan.preview],
+        link=link,
+    )
+    return _event(plan.lineage, APPROVE_JOB, RunState.START, {"medic_approval": facet}, inputs=[DIAGNOSES_TABLE])
+
+
+def _decision_facet(plan: Any, decision: Any, option: str | None) -> MedicDecisionRunFacet:
+    by = {"auto": "policy", "user": "person", "timeout": "timeout"}[decision.decided_by]
+    return MedicDecisionRunFacet(
+        incidentId=plan.incident_id,
+        decidedBy=by,
+        user=decision.approver,
+        decidedAt=_now(),
+        decision=decision.kind,
+        option=option,
+        params=_params(decision.delay_seconds, decision.include_downstream, decision.rerun_on_latest_version)
+        if decision.kind == "apply"
+        else {},
+        note=decision.note,
+    )
+
+
+def approval_answered_event(plan: Any, decision: Any, option: str | None) -> RunEvent:
+    """COMPLETE with the person's answer; ABORT when the request timed out unanswered."""
+    state = RunState.ABORT if decision.decided_by == "timeout" else RunState.COMPLETE
+    facets = {"medic_decision": _decision_facet(plan, decision, option)}
+    return _event(plan.lineage, APPROVE_JOB, state, facets, inputs=[DIAGNOSES_TABLE], outputs=[REMEDIATIONS_TABLE])
+
+
+def _ti(item: dict[str, Any]) -> dict[str, Any]:
+    out = {"runId": item.get("run_id"), "taskId": item.get("task_id"), "mapIndex": item.get("map_index", -1)}
+    for source, name in (("state", "state"), ("try_number", "tryNumber"), ("failed_try", "failedTry")):
+        if item.get(source) is not None:
+            out[name] = item[source]
+    return out
+
+
+def remediation_applied_event(plan: Any, decision: Any, result: dict[str, Any]) -> RunEvent:
+    """START once the fix reached Airflow; ABORT when someone else had re-run every target."""
+    applied = bool(result.get("cleared"))
+    facet = MedicRemediationRunFacet(
+        incidentId=plan.incident_id,
+        remediationId=result.get("remediation_id"),
+        action=plan.action,
+        status="applied" if applied else "superseded",
+        decidedBy=decision.decided_by,
+        approver=decision.approver,
+        params=_params(decision.delay_seconds, decision.include_downstream, decision.rerun_on_latest_version),
+        cleared=[_ti(c) for c in result.get("cleared") or []],
+        leftAlone=[_ti(c) for c in result.get("left_alone") or []],
+        dagVersions=dict(result.get("dag_version") or {}),
+        verifiedOutcome=None,
+        verifiedAt=None,
+        timeToFixSeconds=None,
+        verifiedBy=[],
+    )
+    facets: dict[str, RunFacet] = {"medic_remediation": facet, "medic_decision": _decision_facet(plan, decision, None)}
+    return _event(
+        plan.lineage,
+        REMEDIATE_JOB,
+        RunState.START if applied else RunState.ABORT,
+        facets,
+        inputs=[DIAGNOSES_TABLE],
+        outputs=[REMEDIATIONS_TABLE],
+    )
+
+
+_VERIFIED = """
+SELECT r.id, r.action, r.decided_by, r.approver, r.params, r.result, r.dag_version, r.verified_outcome,
+       r.verified_at, i.id, i.lineage_key, i.fingerprint, i.time_to_fix_seconds, e.payload,
+       (SELECT coalesce(jsonb_agg(jsonb_build_object('run_id', t.run_id, 'task_id', t.task_id,
+               'map_index', t.map_index, 'try_number', t.outcome_try, 'state', t.outcome)), '[]')
+          FROM medic.remediation_targets t WHERE t.remediation_id = r.id AND t.cleared)
+  FROM medic.remediations r JOIN medic.incidents i ON i.id = r.incident_id
+  JOIN medic.failure_events e ON e.id = i.first_event_id
+ WHERE i.id = ANY(%s) AND r.verified_outcome IS NOT NULL
+"""
+
+
+def remediation_verified_events(conn: Any, incident_ids: list[int]) -> list[RunEvent]:
+    """COMPLETE (resolved) or FAIL (failed) of each incident's remediation run, once verified."""
+    from medic.records import FailureRecord
+
+    events = []
+    for row in conn.execute(_VERIFIED, (incident_ids,)).fetchall():
+        (rid, action, decided_by, approver, params, result, versions, outcome, verified_at) = row[:9]
+        incident_id, key, _fingerprint, seconds, payload, verified_by = row[9:]
+        subj = subject(FailureRecord.model_validate(payload), incident_id, key, conn)
+        params = params or {}
+        facet = MedicRemediationRunFacet(
+            incidentId=incident_id,
+            remediationId=rid,
+            action=action,
+            status=outcome,
+            decidedBy=decided_by,
+            approver=approver,
+            params=_params(
+                params.get("delay_seconds", 0),
+                params.get("include_downstream", True),
+                params.get("rerun_on_latest_version", False),
+            ),
+            cleared=[_ti(c) for c in (result or {}).get("cleared") or []],
+            leftAlone=[_ti(c) for c in (result or {}).get("left_alone") or []],
+            dagVersions=dict(versions or {}),
+            verifiedOutcome=outcome,
+            verifiedAt=verified_at.isoformat() if verified_at else None,
+            timeToFixSeconds=float(seconds) if seconds is not None else None,
+            verifiedBy=[_ti(v) for v in verified_by],
+        )
+        events.append(
+            _event(
+                subj,
+                REMEDIATE_JOB,
+                RunState.COMPLETE if outcome == "resolved" else RunState.FAIL,
+                {"medic_remediation": facet},
+                inputs=[DIAGNOSES_TABLE],
+                outputs=[REMEDIATIONS_TABLE, KNOWLEDGE_TABLE],
+            )
+        )
+    return events
+
+
+# ---- sending -------------------------------------------------------------------------------------
+
+
+def enabled() -> bool:
+    try:
+        from airflow.providers.openlineage.conf import is_disabled
+    except ImportError:
+        return False
+    return not is_disabled()
 
 
 def emit(event: RunEvent) -> bool:
     """Send an event through the provider's configured transport; False when lineage is off."""
     try:
-        from airflow.providers.openlineage.conf import is_disabled
         from airflow.providers.openlineage.plugins.adapter import OpenLineageAdapter
     except ImportError:
         log.info("medic: the OpenLineage provider is not installed; no lineage emitted")
         return False
-    if is_disabled():
+    if not enabled():
         return False
     try:
         OpenLineageAdapter().emit(event)
@@ -182,9 +491,22 @@ def emit(event: RunEvent) -> bool:
         return False
 
 
-def to_dict(event: RunEvent) -> dict[str, Any]:
-    import json
+def emit_built(what: str, build: Any, *args: Any, **kwargs: Any) -> int:
+    """Build event(s) and emit them; a failure to build is logged, never raised. Returns how many went."""
+    if not enabled():
+        return 0
+    try:
+        built = build(*args, **kwargs)
+    except Exception as exc:
+        log.warning("medic: no lineage for %s (%s: %s)", what, type(exc).__name__, exc)
+        return 0
+    return sum(emit(e) for e in (built if isinstance(built, list) else [built]))
 
+
+# ---- reading back ----------------------------------------------------------------------------
+
+
+def to_dict(event: RunEvent) -> dict[str, Any]:
     from openlineage.client.serde import Serde
 
     return json.loads(Serde.to_json(event))
@@ -197,30 +519,87 @@ def project_facet_schemas() -> list[dict[str, Any]]:
     return [json.loads(entry.read_text()) for entry in folder.iterdir() if entry.name.endswith(".json")]
 
 
+class Validator:
+    """Checks events against OpenLineage.json and each facet against the schema its
+    ``_schemaURL`` names (the official facets from ``spec_dir``, medic's own packaged)."""
+
+    def __init__(self, spec_dir: str) -> None:
+        from pathlib import Path
+
+        from jsonschema import Draft202012Validator
+        from referencing import Registry, Resource
+
+        schemas = [json.loads(p.read_text()) for p in Path(spec_dir).rglob("*.json")] + project_facet_schemas()
+        self._registry = Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in schemas)
+        self._known = {s["$id"] for s in schemas}
+        self._validator = Draft202012Validator
+        self._by_url: dict[str, Any] = {}
+
+    def _for(self, url: str) -> Any:
+        if url not in self._by_url:
+            self._by_url[url] = self._validator({"$ref": url}, registry=self._registry)
+        return self._by_url[url]
+
+    def problems(self, event: dict[str, Any]) -> list[str]:
+        found = [
+            f"event: {e.message}"
+            for e in self._for("https://openlineage.io/spec/2-0-2/OpenLineage.json").iter_errors(event)
+        ]
+        facets = [("run", k, v) for k, v in ((event.get("run") or {}).get("facets") or {}).items()]
+        facets += [("job", k, v) for k, v in ((event.get("job") or {}).get("facets") or {}).items()]
+        for dataset in (event.get("inputs") or []) + (event.get("outputs") or []):
+            facets += [("dataset", k, v) for k, v in (dataset.get("facets") or {}).items()]
+        for where, name, facet in facets:
+            url = facet.get("_schemaURL", "")
+            if url.split("#")[0] not in self._known:
+                found.append(f"{where} facet {name}: no schema known for {url!r}")
+                continue
+            found += [f"{where} facet {name}: {e.message}" for e in self._for(url).iter_errors(facet)]
+        return found
+
+
 def validate_event(event: dict[str, Any], spec_dir: str) -> list[str]:
-    """Problems with one emitted event: against OpenLineage.json, and each facet against the
-    schema its ``_schemaURL`` names (the official facets in ``spec_dir``, medic's own packaged)."""
+    """Problems with one emitted event (see :class:`Validator`)."""
+    return Validator(spec_dir).problems(event)
+
+
+def read_events(path: str) -> list[dict[str, Any]]:
+    """The events a file transport wrote (one JSON document per line); a torn line is skipped."""
     from pathlib import Path
 
-    from jsonschema import Draft202012Validator
-    from referencing import Registry, Resource
+    events = []
+    file = Path(path)
+    if not file.exists():
+        return events
+    for line in file.read_text(errors="replace").splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            log.warning("medic: skipped an unreadable lineage line (%d bytes)", len(line))
+    return events
 
-    schemas = [json.loads(p.read_text()) for p in Path(spec_dir).rglob("*.json")] + project_facet_schemas()
-    registry = Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in schemas)
-    known = {s["$id"] for s in schemas}
-    problems = [
-        f"event: {e.message}"
-        for e in Draft202012Validator(
-            {"$ref": "https://openlineage.io/spec/2-0-2/OpenLineage.json"}, registry=registry
-        ).iter_errors(event)
-    ]
-    facets = [("run", k, v) for k, v in ((event.get("run") or {}).get("facets") or {}).items()]
-    facets += [("job", k, v) for k, v in ((event.get("job") or {}).get("facets") or {}).items()]
-    for where, name, facet in facets:
-        url = facet.get("_schemaURL", "")
-        if url.split("#")[0] not in known:
-            problems.append(f"{where} facet {name}: no schema known for {url!r}")
-            continue
-        validator = Draft202012Validator({"$ref": url}, registry=registry)
-        problems += [f"{where} facet {name}: {e.message}" for e in validator.iter_errors(facet)]
-    return problems
+
+def summarise(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a file of lineage holds: events per job and state, medic's runs and their parents."""
+    per_job: dict[str, dict[str, int]] = {}
+    parents_seen = {(e["job"]["name"], e["run"]["runId"]) for e in events}
+    medic_runs: dict[str, dict[str, Any]] = {}
+    for e in events:
+        name = e["job"]["name"]
+        per_job.setdefault(name, {}).setdefault(e["eventType"], 0)
+        per_job[name][e["eventType"]] += 1
+        if name in JOB_TYPES:
+            parent = e["run"]["facets"]["parent"]
+            run = medic_runs.setdefault(
+                e["run"]["runId"],
+                {"job": name, "parent_job": parent["job"]["name"], "states": []},
+            )
+            run["states"].append(e["eventType"])
+            run["parent_found"] = (parent["job"]["name"], parent["run"]["runId"]) in parents_seen
+    return {
+        "events": len(events),
+        "medic_events": sum(sum(v.values()) for k, v in per_job.items() if k in JOB_TYPES),
+        "per_job": per_job,
+        "medic_runs": len(medic_runs),
+        "medic_runs_with_parent_in_file": sum(1 for r in medic_runs.values() if r["parent_found"]),
+    }

@@ -25,14 +25,36 @@ log = logging.getLogger(__name__)
 
 
 def _run(plan: dict[str, Any], decision: Any) -> dict[str, Any]:
-    from medic import config, db, remediation
+    from medic import config, db, lineage, remediation
     from medic.airflow_api import AirflowApi
 
     the_plan = remediation.Plan.from_dict(plan)
     with db.connect(config.get("conn_id"), application_name="medic-remediate", autocommit=True) as conn:
         if decision.kind != "apply":  # nothing to call: no API credential needed
             return remediation.record_decision(conn, the_plan, decision)
-        return remediation.apply(conn, AirflowApi.from_connection(config.get("api_conn_id")), the_plan, decision)
+        result = remediation.apply(conn, AirflowApi.from_connection(config.get("api_conn_id")), the_plan, decision)
+    if the_plan.lineage and result.get("remediation_id"):  # not when another decision held the incident
+        lineage.emit_built(
+            f"the remediation of incident {the_plan.incident_id}",
+            lineage.remediation_applied_event,
+            the_plan,
+            decision,
+            result,
+        )
+    return result
+
+
+def _emit_answer(plan: Any, decision: Any, option: str | None) -> None:
+    from medic import lineage
+
+    if plan.lineage:
+        lineage.emit_built(
+            f"the answer to incident {plan.incident_id}'s approval",
+            lineage.approval_answered_event,
+            plan,
+            decision,
+            option,
+        )
 
 
 class _Remediating:
@@ -125,19 +147,46 @@ class ApproveRemediationOperator(_Remediating, HITLOperator):
             **kwargs,
         )
 
+    def execute(self, context: Any) -> Any:
+        from medic import lineage, remediation
+
+        plan = remediation.Plan.from_dict(self.plan)
+        if plan.lineage:
+            try:
+                link = HITLOperator.generate_link_to_ui_from_context(context=context)
+            except Exception:  # no [api] base_url: the event goes without the link
+                link = None
+            timeout = self.response_timeout.total_seconds() if self.response_timeout else None
+            assigned = [u["id"] for u in self.assigned_users or []]
+            lineage.emit_built(
+                f"incident {plan.incident_id}'s approval request",
+                lineage.approval_requested_event,
+                plan,
+                assigned,
+                timeout,
+                link,
+            )
+        return super().execute(context)
+
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         from medic import remediation
 
         plan = remediation.Plan.from_dict(self.plan)
         if event.get("error_type") == "timeout":
             self.log.warning("medic: nobody answered in time; nothing is applied")
-            return _run(self.plan, remediation.Decision("expire", "timeout", None, note="no answer in time"))
+            decision = remediation.Decision("expire", "timeout", None, note="no answer in time")
+            _emit_answer(plan, decision, None)
+            return _run(self.plan, decision)
         answer = super().execute_complete(context, event)
         user = (answer.get("responded_by_user") or {}).get("id")
+        option = (answer["chosen_options"] or [None])[0]
         try:
             decision = remediation.interpret_response(plan, answer["chosen_options"], answer["params_input"], user)
         except remediation.RemediationRefused as exc:
             self.log.error("medic: the answer was refused, nothing applied: %s", exc)
-            return _run(self.plan, remediation.Decision("escalate", "user", user, note=f"answer refused: {exc}"))
+            decision = remediation.Decision("escalate", "user", user, note=f"answer refused: {exc}")
+            _emit_answer(plan, decision, option)
+            return _run(self.plan, decision)
         self.log.info("medic: %s answered %s", user, answer["chosen_options"])
+        _emit_answer(plan, decision, option)
         return self.carry_out(decision)

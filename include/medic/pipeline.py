@@ -208,7 +208,7 @@ def decide_incidents(diagnosed: dict[str, Any] | None, generated: dict[str, Any]
     down, an escalation that says why; never a default action. The loop guard's count and the
     decision are taken under a per-task advisory lock, so concurrent runs cannot both pass it.
     """
-    from medic import generation, memory, policy, remediation
+    from medic import generation, lineage, memory, policy, remediation
     from medic.diagnosis import Diagnosis
     from medic.knowledge import Match, load_runbooks
     from medic.records import FailureRecord
@@ -224,19 +224,23 @@ def decide_incidents(diagnosed: dict[str, Any] | None, generated: dict[str, Any]
     books = {b.error_class: b for b in load_runbooks()}
     thresholds = policy.Thresholds.from_config()
     window = config.get_int("loop_guard_window_minutes")
+    prompt_version = generation.prompt_version(books.values()) if backend != "none" else None
     decided: list[dict[str, Any]] = []
     plans: list[remediation.Plan] = []
     approvals: list[remediation.Plan] = []
     with db.connect(config.get("conn_id"), application_name="medic-diagnose", autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT i.id, i.dag_id, i.task_id, i.fingerprint, e.payload, d.id, d.diagnosis, d.neighbours"
+            "SELECT i.id, i.dag_id, i.task_id, i.fingerprint, e.payload, d.id, d.diagnosis, d.neighbours,"
+            " i.lineage_key, i.event_count, d.embedding_model"
             " FROM medic.incidents i JOIN medic.failure_events e ON e.id = i.first_event_id"
             " JOIN LATERAL (SELECT * FROM medic.diagnoses WHERE incident_id = i.id AND source = 'retrieval'"
             "   ORDER BY id DESC LIMIT 1) d ON true"
             " WHERE i.id = ANY(%s) AND i.route IS NULL ORDER BY i.id",
             (incident_ids,),
         ).fetchall()
-        for incident_id, dag_id, task_id, fingerprint, payload, retrieval_id, retrieval_json, neighbours in rows:
+        for row in rows:
+            incident_id, dag_id, task_id, fingerprint, payload, retrieval_id, retrieval_json, neighbours = row[:8]
+            lineage_key, event_count, embedding_model = row[8:]
             record = FailureRecord.model_validate(payload)
             matches = [
                 Match(
@@ -313,12 +317,32 @@ def decide_incidents(diagnosed: dict[str, Any] | None, generated: dict[str, Any]
                         raise _AlreadyDecided
             except _AlreadyDecided:
                 continue  # another run decided it; this run's rows for it rolled back
+            subject = _lineage_subject(record, incident_id, lineage_key, conn)
+            plan = None
             if verdict.route != "escalate":
                 targets = remediation.load_targets(conn, incident_id)
                 plan = remediation.build_plan(
                     incident_id, dag_id, task_id, verdict.route, reason, diagnosis, targets, neighbours
                 )
+                plan.lineage = subject
                 (plans if verdict.route == "auto" else approvals).append(plan)
+            if subject:
+                lineage.emit_built(
+                    f"the diagnosis of incident {incident_id}",
+                    lineage.diagnosis_event,
+                    subj=subject,
+                    record=record,
+                    incident={"id": incident_id, "fingerprint": fingerprint, "event_count": event_count},
+                    diagnosis=diagnosis,
+                    route=verdict.route,
+                    reason=reason,
+                    source="retrieval" if backend == "none" else f"llm:{backend}",
+                    embedding_model=embedding_model,
+                    model=generated.get("model") if backend != "none" else None,
+                    prompt_version=prompt_version,
+                    neighbours=neighbours,
+                    delay_seconds=plan.delay_seconds if plan else 0,
+                )
             decided.append(
                 {
                     "incident_id": incident_id,
@@ -339,6 +363,19 @@ def decide_incidents(diagnosed: dict[str, Any] | None, generated: dict[str, Any]
                 reason,
             )
     return {"decided": decided, "auto": [asdict(p) for p in plans], "approvals": [asdict(p) for p in approvals]}
+
+
+def _lineage_subject(record: Any, incident_id: int, lineage_key: Any, conn: Any) -> dict[str, Any]:
+    """The incident's OpenLineage subject; empty (and said why) when it cannot be had."""
+    from medic import lineage
+
+    if not lineage.enabled():
+        return {}
+    try:
+        return lineage.subject(record, incident_id, lineage_key, conn)
+    except Exception as exc:
+        log.warning("medic: no lineage for incident %s (%s: %s)", incident_id, type(exc).__name__, exc)
+        return {}
 
 
 _GUARD_FACTS = """

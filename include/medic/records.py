@@ -137,10 +137,25 @@ def read_log_tail(path: str | os.PathLike[str] | None, limit_bytes: int) -> str:
     return text
 
 
+#: Loggers whose routine (below WARNING) lines are the platform's bookkeeping around every
+#: task, not the task's story: the OpenLineage provider says "emitted `FAIL` event" after each
+#: failure, which reads like an error line and shifts the evidence of every failure alike.
+BOOKKEEPING_LOGGERS = (
+    "openlineage.",
+    "airflow.providers.openlineage.",
+    "airflow.dag_processing.",
+    "medic.capture",  # medic's own listener, not the task (medic.examples is a task's own code)
+    "medic.verification",
+    "medic.lineage",
+)
+_ROUTINE_LEVELS = frozenset({"", "DEBUG", "INFO"})
+
+
 def render_log(text: str) -> str:
     """Airflow 3 task logs are JSON lines; keep what a person reads: time, level, logger, event.
 
     An exception entry keeps its type and message (the full traceback is stored separately).
+    Routine lines of bookkeeping loggers are left out; their warnings and errors are kept.
     Lines that are not JSON (plain prints, other handlers) are kept as they are.
     """
     out = []
@@ -159,7 +174,9 @@ def render_log(text: str) -> str:
             continue
         stamp = str(entry.get("timestamp", ""))[:19].replace("T", " ")
         level = str(entry.get("level", "")).upper()
-        logger = entry.get("logger") or ""
+        logger = str(entry.get("logger") or "")
+        if level in _ROUTINE_LEVELS and logger.startswith(BOOKKEEPING_LOGGERS):
+            continue
         out.append(f"{stamp} {level:<7} {logger}: {entry.get('event', '')}".rstrip())
         for detail in entry.get("error_detail") or []:
             if isinstance(detail, dict):

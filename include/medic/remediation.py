@@ -76,6 +76,8 @@ class Plan:
     similar: list[dict[str, Any]] = field(default_factory=list)
     preview: list[dict[str, Any]] = field(default_factory=list)
     body: str = ""
+    #: the incident's OpenLineage subject (``medic.lineage.subject``); empty when lineage is off
+    lineage: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:

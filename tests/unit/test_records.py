@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -92,6 +93,27 @@ def test_structured_log_lines_are_rendered_for_people() -> None:
     assert rendered[0] == "2026-01-01 00:00:01 INFO    app: GET /orders"
     assert rendered[1] == "plain print line"
     assert rendered[-1].strip() == "KeyError: 'x'"
+
+
+def test_the_platforms_routine_lines_are_not_evidence_but_its_warnings_are() -> None:
+    def line(level: str, event: str, logger: str) -> str:
+        return json.dumps({"level": level, "event": event, "logger": logger})
+
+    adapter = "airflow.providers.openlineage.plugins.adapter.OpenLineageAdapter"
+    raw = "\n".join(
+        [
+            line("info", "OpenLineageClient will use `file` transport", "openlineage.client.client"),
+            line("info", "Successfully emitted OpenLineage `FAIL` event of id `x`", adapter),
+            line("warning", "Failed to emit OpenLineage `FAIL` event", adapter),
+            line("info", "medic: captured failure as event 2", "medic.capture"),
+            line("error", "Task failed with exception", "task"),
+            line("info", "connecting to the warehouse", "medic.examples"),  # a task's own code
+        ]
+    )
+    rendered = render_log(raw)
+    assert "Successfully emitted" not in rendered and "will use" not in rendered and "medic:" not in rendered
+    assert "Failed to emit OpenLineage" in rendered and "Task failed with exception" in rendered
+    assert "connecting to the warehouse" in rendered
 
 
 def test_secrets_in_message_traceback_and_log_are_scrubbed() -> None:
