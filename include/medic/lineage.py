@@ -25,6 +25,7 @@ Emitting never raises: lineage must not fail a diagnosis or a fix.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import uuid
@@ -245,11 +246,12 @@ def _event(
 # ---- the events ----------------------------------------------------------------------------------
 
 
-def _params(delay_seconds: int, include_downstream: bool, rerun_on_latest_version: bool) -> dict[str, Any]:
+def _params(params: dict[str, Any]) -> dict[str, Any]:
+    """A fix's parameters (as ``Decision.params`` and the remediation row hold them) in the facets' names."""
     return {
-        "delaySeconds": int(delay_seconds),
-        "includeDownstream": bool(include_downstream),
-        "rerunOnLatestVersion": bool(rerun_on_latest_version),
+        "delaySeconds": int(params.get("delay_seconds", 0)),
+        "includeDownstream": bool(params.get("include_downstream", True)),
+        "rerunOnLatestVersion": bool(params.get("rerun_on_latest_version", False)),
     }
 
 
@@ -316,7 +318,7 @@ def diagnosis_event(
         decidedAt=_now(),
         decision=_POLICY_DECISION[route],
         option=None,
-        params=_params(delay_seconds, True, False) if route == "auto" else {},
+        params=_params({"delay_seconds": delay_seconds}) if route == "auto" else {},
         note=reason,
     )
     return _event(
@@ -340,7 +342,13 @@ def approval_requested_event(
         assignedUsers=list(assigned_users),
         options=list(remediation.OPTIONS),
         timeoutSeconds=timeout_seconds,
-        proposedParams=_params(plan.delay_seconds, plan.include_downstream, plan.rerun_on_latest_version),
+        proposedParams=_params(
+            {
+                "delay_seconds": plan.delay_seconds,
+                "include_downstream": plan.include_downstream,
+                "rerun_on_latest_version": plan.rerun_on_latest_version,
+            }
+        ),
         dryRun=[_ti(p) for p in plan.preview],
         link=link,
     )
@@ -356,9 +364,7 @@ def _decision_facet(plan: Any, decision: Any, option: str | None) -> MedicDecisi
         decidedAt=_now(),
         decision=decision.kind,
         option=option,
-        params=_params(decision.delay_seconds, decision.include_downstream, decision.rerun_on_latest_version)
-        if decision.kind == "apply"
-        else {},
+        params=_params(decision.params()) if decision.kind == "apply" else {},
         note=decision.note,
     )
 
@@ -378,24 +384,56 @@ def _ti(item: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _remediation_facet(
+    *,
+    incident_id: int,
+    remediation_id: int | None,
+    action: str,
+    status: str,
+    decided_by: str,
+    approver: str | None,
+    params: dict[str, Any],
+    result: dict[str, Any] | None,
+    versions: dict[str, Any] | None,
+    verified_at: Any = None,
+    seconds: float | None = None,
+    verified_by: list[dict[str, Any]] | None = None,
+) -> MedicRemediationRunFacet:
+    """What a remediation did (``result`` as ``remediation.apply`` returns and stores it) and,
+    once verified, how it ended."""
+    result = result or {}
+    verified = status in ("resolved", "failed")
+    return MedicRemediationRunFacet(
+        incidentId=incident_id,
+        remediationId=remediation_id,
+        action=action,
+        status=status,
+        decidedBy=decided_by,
+        approver=approver,
+        params=_params(params),
+        cleared=[_ti(c) for c in result.get("cleared") or []],
+        leftAlone=[_ti(c) for c in result.get("left_alone") or []],
+        dagVersions=dict(versions or {}),
+        verifiedOutcome=status if verified else None,
+        verifiedAt=verified_at.isoformat() if verified_at else None,
+        timeToFixSeconds=float(seconds) if seconds is not None else None,
+        verifiedBy=[_ti(v) for v in verified_by or []],
+    )
+
+
 def remediation_applied_event(plan: Any, decision: Any, result: dict[str, Any]) -> RunEvent:
     """START once the fix reached Airflow; ABORT when someone else had re-run every target."""
     applied = bool(result.get("cleared"))
-    facet = MedicRemediationRunFacet(
-        incidentId=plan.incident_id,
-        remediationId=result.get("remediation_id"),
+    facet = _remediation_facet(
+        incident_id=plan.incident_id,
+        remediation_id=result.get("remediation_id"),
         action=plan.action,
         status="applied" if applied else "superseded",
-        decidedBy=decision.decided_by,
+        decided_by=decision.decided_by,
         approver=decision.approver,
-        params=_params(decision.delay_seconds, decision.include_downstream, decision.rerun_on_latest_version),
-        cleared=[_ti(c) for c in result.get("cleared") or []],
-        leftAlone=[_ti(c) for c in result.get("left_alone") or []],
-        dagVersions=dict(result.get("dag_version") or {}),
-        verifiedOutcome=None,
-        verifiedAt=None,
-        timeToFixSeconds=None,
-        verifiedBy=[],
+        params=decision.params(),
+        result=result,
+        versions=result.get("dag_version"),
     )
     facets: dict[str, RunFacet] = {"medic_remediation": facet, "medic_decision": _decision_facet(plan, decision, None)}
     return _event(
@@ -410,7 +448,7 @@ def remediation_applied_event(plan: Any, decision: Any, result: dict[str, Any]) 
 
 _VERIFIED = """
 SELECT r.id, r.action, r.decided_by, r.approver, r.params, r.result, r.dag_version, r.verified_outcome,
-       r.verified_at, i.id, i.lineage_key, i.fingerprint, i.time_to_fix_seconds, e.payload,
+       r.verified_at, i.id, i.lineage_key, i.time_to_fix_seconds, e.payload,
        (SELECT coalesce(jsonb_agg(jsonb_build_object('run_id', t.run_id, 'task_id', t.task_id,
                'map_index', t.map_index, 'try_number', t.outcome_try, 'state', t.outcome)), '[]')
           FROM medic.remediation_targets t WHERE t.remediation_id = r.id AND t.cleared)
@@ -427,32 +465,24 @@ def remediation_verified_events(conn: Any, incident_ids: list[int]) -> list[RunE
     events = []
     for row in conn.execute(_VERIFIED, (incident_ids,)).fetchall():
         (rid, action, decided_by, approver, params, result, versions, outcome, verified_at) = row[:9]
-        incident_id, key, _fingerprint, seconds, payload, verified_by = row[9:]
-        subj = subject(FailureRecord.model_validate(payload), incident_id, key, conn)
-        params = params or {}
-        facet = MedicRemediationRunFacet(
-            incidentId=incident_id,
-            remediationId=rid,
+        incident_id, key, seconds, payload, verified_by = row[9:]
+        facet = _remediation_facet(
+            incident_id=incident_id,
+            remediation_id=rid,
             action=action,
             status=outcome,
-            decidedBy=decided_by,
+            decided_by=decided_by,
             approver=approver,
-            params=_params(
-                params.get("delay_seconds", 0),
-                params.get("include_downstream", True),
-                params.get("rerun_on_latest_version", False),
-            ),
-            cleared=[_ti(c) for c in (result or {}).get("cleared") or []],
-            leftAlone=[_ti(c) for c in (result or {}).get("left_alone") or []],
-            dagVersions=dict(versions or {}),
-            verifiedOutcome=outcome,
-            verifiedAt=verified_at.isoformat() if verified_at else None,
-            timeToFixSeconds=float(seconds) if seconds is not None else None,
-            verifiedBy=[_ti(v) for v in verified_by],
+            params=params or {},
+            result=result,
+            versions=versions,
+            verified_at=verified_at,
+            seconds=seconds,
+            verified_by=verified_by,
         )
         events.append(
             _event(
-                subj,
+                subject(FailureRecord.model_validate(payload), incident_id, key, conn),
                 REMEDIATE_JOB,
                 RunState.COMPLETE if outcome == "resolved" else RunState.FAIL,
                 {"medic_remediation": facet},
@@ -474,21 +504,26 @@ def enabled() -> bool:
     return not is_disabled()
 
 
-def emit(event: RunEvent) -> bool:
-    """Send an event through the provider's configured transport; False when lineage is off."""
+@functools.cache
+def _adapter() -> Any:
+    """One adapter (and so one client and transport) per process, as the provider keeps its own."""
+    from airflow.providers.openlineage.plugins.adapter import OpenLineageAdapter
+
+    return OpenLineageAdapter()
+
+
+def _send(event: RunEvent) -> bool:
     try:
-        from airflow.providers.openlineage.plugins.adapter import OpenLineageAdapter
-    except ImportError:
-        log.info("medic: the OpenLineage provider is not installed; no lineage emitted")
-        return False
-    if not enabled():
-        return False
-    try:
-        OpenLineageAdapter().emit(event)
+        _adapter().emit(event)
         return True
     except Exception as exc:  # lineage must never fail the diagnosis
         log.warning("medic: could not emit lineage (%s: %s)", type(exc).__name__, exc)
         return False
+
+
+def emit(event: RunEvent) -> bool:
+    """Send an event through the provider's configured transport; False when lineage is off."""
+    return enabled() and _send(event)
 
 
 def emit_built(what: str, build: Any, *args: Any, **kwargs: Any) -> int:
@@ -500,7 +535,7 @@ def emit_built(what: str, build: Any, *args: Any, **kwargs: Any) -> int:
     except Exception as exc:
         log.warning("medic: no lineage for %s (%s: %s)", what, type(exc).__name__, exc)
         return 0
-    return sum(emit(e) for e in (built if isinstance(built, list) else [built]))
+    return sum(_send(e) for e in (built if isinstance(built, list) else [built]))
 
 
 # ---- reading back ----------------------------------------------------------------------------
@@ -556,11 +591,6 @@ class Validator:
                 continue
             found += [f"{where} facet {name}: {e.message}" for e in self._for(url).iter_errors(facet)]
         return found
-
-
-def validate_event(event: dict[str, Any], spec_dir: str) -> list[str]:
-    """Problems with one emitted event (see :class:`Validator`)."""
-    return Validator(spec_dir).problems(event)
 
 
 def read_events(path: str) -> list[dict[str, Any]]:

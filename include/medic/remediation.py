@@ -94,6 +94,14 @@ class Decision:
     rerun_on_latest_version: bool = False
     note: str = ""
 
+    def params(self) -> dict[str, Any]:
+        """The fix's parameters as the remediation row stores them."""
+        return {
+            "delay_seconds": self.delay_seconds,
+            "include_downstream": self.include_downstream,
+            "rerun_on_latest_version": self.rerun_on_latest_version,
+        }
+
 
 class RemediationRefused(ValueError):
     """The plan asks for something outside the allow-list; nothing was applied."""
@@ -321,17 +329,12 @@ RETURNING id
 
 def _take(conn: psycopg.Connection, plan: Plan, decision: Decision, status: str) -> int | None:
     """The one remediation row of the incident; None when another decision already holds it."""
-    params = {
-        "delay_seconds": decision.delay_seconds,
-        "include_downstream": decision.include_downstream,
-        "rerun_on_latest_version": decision.rerun_on_latest_version,
-    }
     row = conn.execute(
         _TAKE,
         {
             "incident_id": plan.incident_id,
             "action": plan.action,
-            "params": Jsonb(params),
+            "params": Jsonb(decision.params()),
             "decided_by": decision.decided_by,
             "approver": decision.approver,
             "decision": decision.kind,

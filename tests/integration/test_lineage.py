@@ -54,8 +54,8 @@ def _record(password: str = "Hunter2-planted"):
     return build_record(ti, _raise(RuntimeError(f"login failed for postgresql://etl:{password}@db/x")), source="task")
 
 
-def _plan(rec, route: str = "approval") -> remediation.Plan:
-    diagnosis = Diagnosis(
+def _diagnosis(rec) -> Diagnosis:
+    return Diagnosis(
         error_class="auth_failure",
         transience="permanent",
         root_cause="bad password",
@@ -64,6 +64,10 @@ def _plan(rec, route: str = "approval") -> remediation.Plan:
         confidence=0.8,
         explanation="the warehouse refused the login",
     )
+
+
+def _plan(rec, route: str = "approval") -> remediation.Plan:
+    diagnosis = _diagnosis(rec)
     target = remediation.Target("sales", rec.run_id, "load", -1, 2)
     plan = remediation.build_plan(7, "sales", "load", route, "needs a person", diagnosis, [target], [])
     plan.lineage = lineage.subject(rec, 7, uuid.uuid4(), _Conn())
@@ -74,20 +78,11 @@ def _plan(rec, route: str = "approval") -> remediation.Plan:
 def _diagnosis_event(password: str = "Hunter2-planted") -> dict:
     rec = _record(password)
     plan = _plan(rec)
-    diagnosis = Diagnosis(
-        error_class="auth_failure",
-        transience="permanent",
-        root_cause="bad password",
-        evidence=[rec.error_message],
-        action="fix_credentials",
-        confidence=0.8,
-        explanation="the warehouse refused the login",
-    )
     event = lineage.diagnosis_event(
         subj=plan.lineage,
         record=rec,
         incident={"id": 7, "fingerprint": "abc123", "event_count": 2},
-        diagnosis=diagnosis,
+        diagnosis=_diagnosis(rec),
         route="approval",
         reason="action fix_credentials needs a person",
         source="retrieval",
