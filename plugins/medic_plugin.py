@@ -1,12 +1,15 @@
-"""medic's Airflow plugin: the listener (failures into the outbox; successes verify medic's fixes).
+"""medic's Airflow plugin: the listener (failures into the outbox; successes verify medic's fixes)
+and the incidents view (a FastAPI app in the api-server, shown in the UI's navigation).
 
-Kept thin: the logic is ``medic.capture``, plain Python with its own tests.
+Kept thin: the logic is ``medic.capture`` and ``medic.incident_report``, plain Python with tests.
 """
 
 from __future__ import annotations
 
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
+
+from medic.web import EXTERNAL_VIEW
 
 
 class _FailureListener:
@@ -35,6 +38,18 @@ class _FailureListener:
             logging.getLogger("medic.capture").exception("medic: listener error (success not verified)")
 
 
+class _BuiltOnFirstUse:
+    """``fastapi_apps``, built when Airflow first reads it: only the api-server does, and every
+    task process loads this plugin (importing FastAPI there would cost about a second)."""
+
+    def __get__(self, instance: object, owner: type) -> list[dict]:
+        from medic.web.app import plugin_app
+
+        return [plugin_app()]
+
+
 class MedicPlugin(AirflowPlugin):
     name = "medic"
     listeners = [_FailureListener()]
+    fastapi_apps = _BuiltOnFirstUse()
+    external_views = [EXTERNAL_VIEW]

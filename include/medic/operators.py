@@ -148,9 +148,15 @@ class ApproveRemediationOperator(_Remediating, HITLOperator):
         )
 
     def execute(self, context: Any) -> Any:
-        from medic import lineage, remediation
+        from medic import config, db, lineage, remediation
 
         plan = remediation.Plan.from_dict(self.plan)
+        ti = context["ti"]
+        try:
+            with db.connect(config.get("conn_id"), application_name="medic-approve", autocommit=True) as conn:
+                remediation.record_approval_request(conn, plan.incident_id, ti.run_id, ti.map_index)
+        except Exception as exc:  # only the incidents view's link is missing: still ask
+            self.log.warning("medic: could not record where the approval waits: %s", exc)
         if plan.lineage:
             try:
                 link = HITLOperator.generate_link_to_ui_from_context(context=context)

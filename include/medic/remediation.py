@@ -353,6 +353,15 @@ def _take(conn: psycopg.Connection, plan: Plan, decision: Decision, status: str)
     return None
 
 
+def record_approval_request(conn: psycopg.Connection, incident_id: int, run_id: str, map_index: int) -> None:
+    """Where the incident's approval request waits, for the incidents view's link to it."""
+    conn.execute(
+        "UPDATE medic.incidents SET approval_run_id = %s, approval_map_index = %s, approval_requested_at = now(),"
+        " updated_at = now() WHERE id = %s",
+        (run_id, map_index, incident_id),
+    )
+
+
 def record_decision(conn: psycopg.Connection, plan: Plan, decision: Decision) -> dict[str, Any]:
     """Reject, escalate or expire: nothing is applied; the incident says what happened."""
     status = {"reject": "rejected", "escalate": "escalated", "expire": "expired"}[decision.kind]
