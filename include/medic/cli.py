@@ -186,6 +186,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         say(f"  failure events by status: {fetch_event_counts()}  (retrying = Airflow retried it itself)")
         print_incidents(fetch_incidents(20))
         say("\nWhere to look in the Airflow UI:")
+        say(f"  {stack.api_url}/plugin/medic-incidents     Incidents: medic's view (figures, diagnoses, fixes)")
         say(f"  {stack.api_url}/dags/medic_diagnose            the diagnosis DAG, one run per wake-up")
         say(f"  {stack.api_url}/assets                         asset medic_task_failures and its events")
         say("  Browse -> Required Actions                  the approval requests (answer as admin)")

@@ -13,4 +13,5 @@ EXTERNAL_VIEW = {
     "href": URL_PREFIX + PAGE,
     "destination": "nav",
     "url_route": "medic-incidents",
+    "icon": URL_PREFIX + "/static/medic.svg",
 }
