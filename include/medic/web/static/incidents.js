@@ -311,6 +311,7 @@ document.addEventListener("DOMContentLoaded", async () => {
     refresh(["incidents"]);
   });
   document.getElementById("window").addEventListener("change", () => refresh(["summary"]));
+  document.getElementById("refresh").addEventListener("click", () => refresh());
   try { await loadFilters(); } catch (err) { problem(err.message); }
   await refresh();
   setInterval(() => { if (!document.hidden) refresh(); }, 30000);
