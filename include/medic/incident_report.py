@@ -168,7 +168,18 @@ def _links(base: str, row: dict[str, Any]) -> Links:
 
 
 # ---- queries -------------------------------------------------------------------------------------
-_ROWS = """
+# The diagnosis an incident was decided on; before the decision, its latest one. The lateral
+# part runs only for undecided incidents (a one-time filter), so the join stays a hash join
+# over a large history instead of one subquery per incident.
+_DIAGNOSIS = """
+  LEFT JOIN LATERAL (
+        SELECT id FROM medic.diagnoses
+         WHERE i.diagnosis_id IS NULL AND incident_id = i.id
+         ORDER BY created_at DESC LIMIT 1) latest ON true
+  LEFT JOIN medic.diagnoses d ON d.id = coalesce(i.diagnosis_id, latest.id)
+"""
+_ROWS = (
+    """
 SELECT i.id, i.status, i.dag_id, i.task_id, i.exception_type, i.error_message, i.signature,
        i.fingerprint, i.event_count, i.first_failed_at, i.last_failed_at, i.route, i.route_reason,
        i.decided_at, i.time_to_fix_seconds, i.approval_run_id, i.approval_map_index,
@@ -179,12 +190,10 @@ SELECT i.id, i.status, i.dag_id, i.task_id, i.exception_type, i.error_message, i
        r.status AS remediation_status, r.result, r.applied_at, r.verified_outcome, r.verified_at
   FROM medic.incidents i
   JOIN medic.failure_events e ON e.id = i.first_event_id
-  LEFT JOIN LATERAL (
-        SELECT * FROM medic.diagnoses
-         WHERE id = i.diagnosis_id OR (i.diagnosis_id IS NULL AND incident_id = i.id)
-         ORDER BY created_at DESC LIMIT 1) d ON true
   LEFT JOIN medic.remediations r ON r.incident_id = i.id
 """
+    + _DIAGNOSIS
+)
 
 
 def _where(filters: Filters, readable_dags: set[str] | None) -> tuple[str, dict[str, Any]]:
@@ -273,13 +282,8 @@ def list_incidents(
     limit = max(1, min(limit, MAX_PAGE))
     offset = max(0, offset)
     where, params = _where(filters, readable_dags)
-    total = _fetch(
-        conn,
-        "SELECT count(*) AS n FROM medic.incidents i LEFT JOIN LATERAL (SELECT error_class FROM medic.diagnoses"
-        " WHERE id = i.diagnosis_id OR (i.diagnosis_id IS NULL AND incident_id = i.id)"
-        " ORDER BY created_at DESC LIMIT 1) d ON true" + where,
-        params,
-    )[0]["n"]
+    diagnosis = _DIAGNOSIS if filters.error_class else ""  # counted without it where it cannot matter
+    total = _fetch(conn, "SELECT count(*) AS n FROM medic.incidents i" + diagnosis + where, params)[0]["n"]
     rows = _fetch(
         conn,
         _ROWS + where + " ORDER BY i.id DESC LIMIT %(limit)s OFFSET %(offset)s",
@@ -363,10 +367,7 @@ SELECT
 _PER_DAY = """
 SELECT (i.first_failed_at AT TIME ZONE 'UTC')::date AS day, coalesce(d.error_class, %(undiagnosed)s) AS error_class,
        count(*) AS n
-  FROM medic.incidents i
-  LEFT JOIN LATERAL (SELECT error_class FROM medic.diagnoses
-                      WHERE id = i.diagnosis_id OR (i.diagnosis_id IS NULL AND incident_id = i.id)
-                      ORDER BY created_at DESC LIMIT 1) d ON true
+  FROM medic.incidents i {diagnosis}
  WHERE i.first_failed_at >= %(since)s AND i.first_failed_at < %(until)s {readable}
  GROUP BY 1, 2 ORDER BY 1, 2
 """
@@ -392,7 +393,7 @@ def summary(
         days[day] = {}
         day += timedelta(days=1)
     classes: set[str] = set()
-    for row in _fetch(conn, _PER_DAY.format(readable=readable), params):
+    for row in _fetch(conn, _PER_DAY.format(readable=readable, diagnosis=_DIAGNOSIS), params):
         days.setdefault(row["day"], {})[row["error_class"]] = row["n"]
         classes.add(row["error_class"])
     incidents = figures["incidents"]

@@ -37,14 +37,18 @@ async def current_user(
     return await get_user(request, None, credentials)
 
 
-def readable_dags(user: Annotated[Any, Depends(current_user)]) -> set[str]:
-    """The DAG ids the caller may read; incidents of any other DAG are not shown."""
+def readable_dags(user: Annotated[Any, Depends(current_user)]) -> set[str] | None:
+    """The DAG ids the caller may read (incidents of any other DAG are not shown), or None for a
+    caller who may read every DAG: they also see incidents of DAGs Airflow no longer knows."""
     from airflow.api_fastapi.app import get_auth_manager
 
-    return get_auth_manager().get_authorized_dag_ids(user=user, method="GET")
+    auth_manager = get_auth_manager()
+    if auth_manager.is_authorized_dag(method="GET", user=user):
+        return None
+    return auth_manager.get_authorized_dag_ids(user=user, method="GET")
 
 
-Readable = Annotated[set[str], Depends(readable_dags)]
+Readable = Annotated[set[str] | None, Depends(readable_dags)]
 
 
 @cache
