@@ -151,10 +151,10 @@ def _links(base: str, row: dict[str, Any]) -> Links:
     ti = task_instance_path(base, row["dag_id"], row["run_id"], row["task_id"], row["map_index"])
     approval = None
     if row.get("approval_run_id") and row["status"] == "awaiting_approval":
+        # the UI's own route for a mapped task's request (its page ignores a ?map_index= query)
         approval = (
-            task_instance_path(base, APPROVAL_DAG, row["approval_run_id"], APPROVAL_TASK)
-            + "/required_actions?"
-            + urlencode({"map_index": row["approval_map_index"]})
+            task_instance_path(base, APPROVAL_DAG, row["approval_run_id"], APPROVAL_TASK, row["approval_map_index"])
+            + "/required_actions"
         )
     diagnose_run = None
     if row.get("diagnose_run_id"):
@@ -251,7 +251,7 @@ def _row(base: str, row: dict[str, Any]) -> IncidentRow:
         dag_id=row["dag_id"],
         task_id=row["task_id"],
         exception_type=row["exception_type"],
-        error=(row["error_message"] or "").strip().splitlines()[0][:300] if row["error_message"] else "",
+        error=next(iter((row["error_message"] or "").strip().splitlines()), "")[:300],
         event_count=row["event_count"],
         first_failed_at=row["first_failed_at"],
         last_failed_at=row["last_failed_at"],
@@ -302,6 +302,25 @@ def list_incidents(
     )
 
 
+def _readable_neighbours(
+    conn: psycopg.Connection, neighbours: list[dict[str, Any]], readable_dags: set[str] | None
+) -> list[dict[str, Any]]:
+    """Retrieved past incidents of DAGs the caller may not read are left out (runbooks stay)."""
+    if readable_dags is None:
+        return neighbours
+    keys = [str(n.get("key", "")) for n in neighbours]
+    ids = {int(key[len("incident:") :]) for key in keys if key.startswith("incident:") and key[9:].isdigit()}
+    allowed = {
+        f"incident:{r['id']}"
+        for r in _fetch(
+            conn,
+            "SELECT id FROM medic.incidents WHERE id = ANY(%(ids)s) AND dag_id = ANY(%(readable)s)",
+            {"ids": sorted(ids), "readable": sorted(readable_dags)},
+        )
+    }
+    return [n for n in neighbours if not str(n.get("key", "")).startswith("incident:") or n["key"] in allowed]
+
+
 def incident_detail(
     conn: psycopg.Connection, incident_id: int, *, readable_dags: set[str] | None = None, ui_base: str = ""
 ) -> IncidentDetail | None:
@@ -325,7 +344,7 @@ def incident_detail(
         signature=row["signature"],
         fingerprint=row["fingerprint"],
         diagnosis_detail=row["diagnosis"],
-        evidence_neighbours=row["neighbours"] or [],
+        evidence_neighbours=_readable_neighbours(conn, row["neighbours"] or [], readable_dags),
         remediation_params=row["params"],
         remediation_result=row["result"],
         events=[
@@ -421,14 +440,10 @@ def filter_choices(conn: psycopg.Connection, readable_dags: set[str] | None = No
     where, params = _where(Filters(), readable_dags)
     dag_rows = _fetch(conn, f"SELECT DISTINCT i.dag_id FROM medic.incidents i{where} ORDER BY 1", params)
     dags = [r["dag_id"] for r in dag_rows]
-    classes = [
-        r["error_class"]
-        for r in _fetch(
-            conn,
-            "SELECT DISTINCT d.error_class FROM medic.diagnoses d JOIN medic.incidents i ON i.id = d.incident_id"
-            + where
-            + " ORDER BY 1",
-            params,
-        )
-    ]
+    class_rows = _fetch(
+        conn,
+        "SELECT DISTINCT d.error_class FROM medic.incidents i" + _DIAGNOSIS + where + " ORDER BY 1 NULLS LAST",
+        params,
+    )
+    classes = [r["error_class"] for r in class_rows if r["error_class"]]
     return {"status": list(STATUSES), "error_class": [*classes, UNDIAGNOSED], "dag_id": dags}

@@ -136,15 +136,16 @@ def test_links_lead_to_the_failed_task_instance_and_the_waiting_approval(stack, 
         hitl = client.hitl_detail(APPROVAL_DAG, approval_run, APPROVAL_TASK, map_index)
         assert hitl["subject"].endswith(approval_subject_suffix(incident_id))
         if detail["status"] == "awaiting_approval":
-            approval = urlparse(detail["links"]["approval"])
-            parts = approval.path.split("/")
-            assert (parts[2], unquote(parts[4]), parts[6], parts[7]) == (
+            # the UI's route for a mapped task instance's request, as its own HITL links build it
+            parts = urlparse(detail["links"]["approval"]).path.split("/")
+            assert (parts[2], unquote(parts[4]), parts[6], parts[7], parts[8], parts[9]) == (
                 APPROVAL_DAG,
                 approval_run,
                 APPROVAL_TASK,
+                "mapped",
+                str(map_index),
                 "required_actions",
             )
-            assert parse_qs(approval.query)["map_index"] == [str(map_index)]
         else:
             assert detail["links"]["approval"] is None, "no link once the request is answered or expired"
     assert asked, "the demo's code_bug and missing_input incidents ask a person"
@@ -247,13 +248,21 @@ def test_the_page_shows_the_demos_incidents_and_figures_inside_the_airflow_ui(
     dag_filter = Select(browser.find_element(By.CSS_SELECTOR, "#filters select[name='dag_id']"))
     for dag_id, incident_id in demo_incidents.items():
         dag_filter.select_by_value(dag_id)
-        row = wait.until(
+        wait.until(
             until.presence_of_element_located((By.CSS_SELECTOR, f"tr.incident[data-incident-id='{incident_id}']"))
         )
         wait.until(lambda b, d=dag_id: all(d in r.text for r in b.find_elements(By.CSS_SELECTOR, "tr.incident")))
-        row = browser.find_element(By.CSS_SELECTOR, f"tr.incident[data-incident-id='{incident_id}']")
-        assert "→" in row.text, "the diagnosis is shown"
-    row.find_element(By.CSS_SELECTOR, "td").click()  # the last demo incident's whole story
+        wait.until(
+            lambda b, i=incident_id: "→" in b.find_element(By.CSS_SELECTOR, f"tr.incident[data-incident-id='{i}']").text
+        )  # the diagnosis is shown
+
+    def open_story(b) -> bool:  # the last demo incident's; a re-render mid-click is clicked again
+        row = b.find_element(By.CSS_SELECTOR, f"tr.incident[data-incident-id='{incident_id}']")
+        if not b.find_elements(By.CSS_SELECTOR, f"tr.detail[data-incident-id='{incident_id}']"):
+            row.find_element(By.CSS_SELECTOR, "td").click()
+        return bool(b.find_elements(By.CSS_SELECTOR, f"tr.detail[data-incident-id='{incident_id}'] .detail"))
+
+    wait.until(open_story)
     detail = wait.until(
         until.visibility_of_element_located((By.CSS_SELECTOR, f"tr.detail[data-incident-id='{incident_id}'] .detail"))
     )
@@ -273,3 +282,12 @@ def test_the_page_shows_the_demos_incidents_and_figures_inside_the_airflow_ui(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     screenshot = ARTIFACTS / "incidents-view.png"
     assert browser.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
+
+    # A link leaves the frame: Airflow's UI opens the failed task instance in its own window.
+    browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe[src*='/medic/ui/incidents']"))
+    selector = f"tr.incident[data-incident-id='{incident_id}'] td.links a"
+    target = wait.until(lambda b: b.find_element(By.CSS_SELECTOR, selector).get_attribute("href"))
+    wait.until(lambda b: b.find_element(By.CSS_SELECTOR, selector).click() or True)
+    browser.switch_to.default_content()
+    wait.until(lambda b: urlparse(b.current_url).path == urlparse(target).path)
+    wait.until(lambda b: not b.find_elements(By.CSS_SELECTOR, "iframe[src*='/medic/ui/incidents']"))

@@ -13,6 +13,7 @@ from medic.diagnosis import Diagnosis
 from tests.integration.helpers import record
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
+CITED = 7  # every seeded diagnosis cites past incident 7 as evidence: the open one in sales
 
 
 def make_incident(
@@ -72,7 +73,7 @@ def make_incident(
                 Jsonb(
                     [
                         {
-                            "key": "incident:7",
+                            "key": f"incident:{CITED}",
                             "class": error_class,
                             "action": "retry",
                             "outcome": "resolved",
@@ -173,6 +174,7 @@ def seeded(it_conn):
             failed_at=NOW - 40 * day,
         ),
     }
+    assert ids["open"] == CITED
     return ids
 
 
@@ -220,6 +222,21 @@ def test_only_incidents_of_readable_dags_are_listed_counted_or_shown(it_conn, se
     assert (figures.incidents, figures.failures_captured, figures.approved, figures.rejected) == (2, 2, 1, 1)
     assert report.filter_choices(it_conn, {"orders"})["dag_id"] == ["orders"]
     assert report.list_incidents(it_conn, report.Filters(), readable_dags=set()).total == 0
+    # a retrieved past incident of another DAG is not shown to a caller who may not read that DAG
+    assert [n["key"] for n in report.incident_detail(it_conn, seeded["rejected"]).evidence_neighbours] == [
+        f"incident:{seeded['open']}"
+    ]
+    assert report.incident_detail(it_conn, seeded["rejected"], readable_dags={"orders"}).evidence_neighbours == []
+    assert (
+        len(report.incident_detail(it_conn, seeded["rejected"], readable_dags={"orders", "sales"}).evidence_neighbours)
+        == 1
+    )
+
+
+def test_an_error_message_of_only_whitespace_does_not_break_the_list(it_conn, seeded) -> None:
+    it_conn.execute("UPDATE medic.incidents SET error_message = %s WHERE id = %s", (" \n ", seeded["open"]))
+    rows = {row.id: row for row in report.list_incidents(it_conn, report.Filters(), limit=50).items}
+    assert rows[seeded["open"]].error == ""
 
 
 def test_rows_carry_diagnosis_decision_remediation_and_links(it_conn, seeded) -> None:
@@ -253,7 +270,7 @@ def test_rows_carry_diagnosis_decision_remediation_and_links(it_conn, seeded) ->
     remediation.record_approval_request(it_conn, seeded["waiting"], "asset_triggered__x", 3)
     waiting = report.incident_detail(it_conn, seeded["waiting"], ui_base="/af")
     assert waiting.links.approval == (
-        "/af/dags/medic_diagnose/runs/asset_triggered__x/tasks/approve_remediation/required_actions?map_index=3"
+        "/af/dags/medic_diagnose/runs/asset_triggered__x/tasks/approve_remediation/mapped/3/required_actions"
     )
 
 
@@ -261,7 +278,7 @@ def test_detail_has_the_whole_story(it_conn, seeded) -> None:
     detail = report.incident_detail(it_conn, seeded["approved_fixed"])
     assert detail.error_message == "connection refused"
     assert detail.diagnosis_detail["root_cause"] == "the upstream refused the connection"
-    assert detail.evidence_neighbours[0]["key"] == "incident:7"
+    assert detail.evidence_neighbours[0]["key"] == f"incident:{seeded['open']}"
     assert [(e.run_id, e.try_number) for e in detail.events] == [("manual__run_2", 2)]
     assert detail.events[0].links.logs.endswith("?try_number=2")
     assert report.incident_detail(it_conn, 10_000) is None

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlparse
 
+import psycopg
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
@@ -80,6 +81,12 @@ def create_app() -> FastAPI:
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+    @app.exception_handler(psycopg.errors.UndefinedTable)
+    @app.exception_handler(psycopg.errors.UndefinedColumn)
+    async def schema_behind(_request: Request, exc: psycopg.Error) -> JSONResponse:
+        log.warning("medic view: medic's schema is older than this code: %s", exc)
+        return JSONResponse({"detail": "medic's schema is older than this version: run `medic migrate`"}, 503)
+
     @app.get("/api/incidents", response_model=report.IncidentPage)
     def incidents(
         readable: Readable,
@@ -112,8 +119,7 @@ def create_app() -> FastAPI:
         until: Annotated[datetime | None, Query(description="the window's end (default now)")] = None,
     ) -> report.Summary:
         end = until or datetime.now(timezone.utc)
-        if end.tzinfo is None:
-            end = end.replace(tzinfo=timezone.utc)
+        end = end.replace(tzinfo=timezone.utc) if end.tzinfo is None else end.astimezone(timezone.utc)
         # Whole UTC days, so the chart's first bar is not a partial day.
         start = datetime.combine((end - timedelta(days=days - 1)).date(), datetime.min.time(), timezone.utc)
         with _connect() as conn:

@@ -28,7 +28,21 @@ function el(tag, attrs = {}, ...children) {
 }
 
 function link(href, text) {
-  return href ? el("a", { href, target: "_top" }, text) : null;
+  return href ? el("a", { href, class: "ui-link" }, text) : null;
+}
+
+// Inside Airflow's UI the page sits in a sandboxed frame that may not navigate the top window,
+// but it is same-origin: hand the path to the UI's router as its own links do.
+function followInAirflow(event) {
+  const anchor = event.target.closest("a.ui-link");
+  if (!anchor || window.top === window || event.button !== 0 || event.metaKey || event.ctrlKey) return;
+  event.preventDefault();
+  try {
+    window.top.history.pushState(null, "", anchor.getAttribute("href"));
+    window.top.dispatchEvent(new PopStateEvent("popstate", { state: null }));
+  } catch (_) {
+    window.location.href = anchor.href; // the host cannot be reached: open it in the frame
+  }
 }
 
 async function api(path, params = {}) {
@@ -66,9 +80,19 @@ function duration(seconds) {
 }
 
 // ---- figures and chart ------------------------------------------------------------------------
+const latest = { summary: 0, incidents: 0 };
+
+// Only the newest request of each kind may draw: an older, slower answer is dropped.
+async function newest(kind, path, params) {
+  const ticket = ++latest[kind];
+  const data = await api(path, params);
+  return ticket === latest[kind] ? data : null;
+}
+
 async function loadSummary() {
   const days = document.getElementById("window").value;
-  const s = await api("summary", { days });
+  const s = await newest("summary", "summary", { days });
+  if (!s) return;
   const shown = {
     failures_captured: s.failures_captured,
     incidents: s.incidents,
@@ -247,14 +271,20 @@ function detailView(d) {
         ? `${d.remediation.verified_outcome} at ${when(d.remediation.verified_at)}` : "not yet"),
       el("dt", {}, "time to fix"), el("dd", {}, duration(d.remediation.time_to_fix_seconds))));
   }
-  box.append(el("h2", {}, `Failures (${d.event_count})`), el("ul", {}, d.events.map((e) =>
+  const shown = d.events.length < d.event_count ? `latest ${d.events.length} of ${d.event_count}` : d.event_count;
+  box.append(el("h2", {}, `Failures (${shown})`), el("ul", {}, d.events.map((e) =>
     el("li", {}, `${when(e.failed_at)} · ${e.run_id} · try ${e.try_number} · ${e.state} · `,
       link(e.links.task_instance, "task instance"), " · ", link(e.links.logs, "logs")))));
   return parts;
 }
 
 async function loadIncidents() {
-  const page = await api("incidents", { ...state.filters, limit: PAGE_SIZE, offset: state.offset });
+  const page = await newest("incidents", "incidents", { ...state.filters, limit: PAGE_SIZE, offset: state.offset });
+  if (!page) return;
+  if (!page.items.length && page.offset > 0) { // fewer incidents than before: show the last page
+    state.offset = Math.max(0, (Math.ceil(page.total / PAGE_SIZE) - 1) * PAGE_SIZE);
+    return loadIncidents();
+  }
   const body = document.querySelector("#incidents tbody");
   body.replaceChildren(...page.items.map(incidentRow));
   document.getElementById("empty").hidden = page.items.length > 0;
@@ -292,6 +322,7 @@ function applyTheme() {
 
 document.addEventListener("DOMContentLoaded", async () => {
   applyTheme();
+  document.addEventListener("click", followInAirflow);
   const form = document.getElementById("filters");
   const params = new URLSearchParams(location.search);
   for (const name of Object.keys(state.filters)) state.filters[name] = params.get(name) || "";
@@ -302,14 +333,14 @@ document.addEventListener("DOMContentLoaded", async () => {
     history.replaceState(null, "", query.toString() ? `?${query}` : location.pathname);
     refresh(["incidents"]);
   });
-  document.getElementById("prev").addEventListener("click", () => {
-    state.offset = Math.max(0, state.offset - PAGE_SIZE);
+  // A page turn waits for its page: the buttons come back with it (no skipped pages on a double click).
+  const turn = (step) => () => {
+    document.getElementById("prev").disabled = document.getElementById("next").disabled = true;
+    state.offset = Math.max(0, state.offset + step);
     refresh(["incidents"]);
-  });
-  document.getElementById("next").addEventListener("click", () => {
-    state.offset += PAGE_SIZE;
-    refresh(["incidents"]);
-  });
+  };
+  document.getElementById("prev").addEventListener("click", turn(-PAGE_SIZE));
+  document.getElementById("next").addEventListener("click", turn(PAGE_SIZE));
   document.getElementById("window").addEventListener("change", () => refresh(["summary"]));
   document.getElementById("refresh").addEventListener("click", () => refresh());
   try { await loadFilters(); } catch (err) { problem(err.message); }
