@@ -142,8 +142,13 @@ class Filters(BaseModel):
 
 
 # ---- links ---------------------------------------------------------------------------------------
+def run_path(base: str, dag_id: str, run_id: str) -> str:
+    """A DAG run's page in the UI; every id is one escaped path segment."""
+    return f"{base}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
+
+
 def task_instance_path(base: str, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:
-    path = f"{base}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}/tasks/{quote(task_id, safe='')}"
+    path = f"{run_path(base, dag_id, run_id)}/tasks/{quote(task_id, safe='')}"
     return f"{path}/mapped/{map_index}" if map_index >= 0 else path
 
 
@@ -156,9 +161,7 @@ def _links(base: str, row: dict[str, Any]) -> Links:
             task_instance_path(base, APPROVAL_DAG, row["approval_run_id"], APPROVAL_TASK, row["approval_map_index"])
             + "/required_actions"
         )
-    diagnose_run = None
-    if row.get("diagnose_run_id"):
-        diagnose_run = f"{base}/dags/{APPROVAL_DAG}/runs/{quote(row['diagnose_run_id'], safe='')}"
+    diagnose_run = run_path(base, APPROVAL_DAG, row["diagnose_run_id"]) if row.get("diagnose_run_id") else None
     return Links(
         task_instance=ti,
         logs=f"{ti}?{urlencode({'try_number': row['try_number']})}",
@@ -287,11 +290,7 @@ def list_incidents(
     rows = _fetch(
         conn,
         _ROWS + where + " ORDER BY i.id DESC LIMIT %(limit)s OFFSET %(offset)s",
-        params
-        | {
-            "limit": limit,
-            "offset": offset,
-        },
+        params | {"limit": limit, "offset": offset},
     )
     return IncidentPage(
         items=[_row(ui_base, row) for row in rows],
@@ -355,7 +354,7 @@ def incident_detail(
                 state=e["state"],
                 source=e["source"],
                 failed_at=e["failed_at"],
-                links=_links(ui_base, e | {"status": None}),
+                links=_links(ui_base, e),
             )
             for e in events
         ],
