@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check uv
 	$(if $(TORCH_WHEEL),$(UV) pip install --python $(PY) $(TORCH_WHEEL))
-	$(UV) pip install --python $(PY) -r requirements.txt -e ".[embedded,embeddings,dev]"
+	$(UV) pip install --python $(PY) -r requirements.txt -e ".[embedded,embeddings,celery,dev]"
 	@touch $@
 
 # The generation environment ([medic] llm_python): its own interpreter, never imported by Airflow.

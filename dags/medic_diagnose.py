@@ -4,7 +4,8 @@ Scheduled on the asset ``medic_task_failures``, whose watcher turns the failure 
 asset events. New incidents are diagnosed from failure memory (scrub, fingerprint, embed,
 retrieve runbooks and verified incidents), then, with a generation backend configured, by a
 model in the generation environment: ``@task.external_python`` on the ``llm`` queue, an
-interpreter Airflow never imports (``[medic] llm_python``). The policy then decides per
+interpreter Airflow never imports (``[medic] llm_python``), holding a slot of the
+``[medic] llm_pool`` pool, within ``[medic] max_generations_per_hour``. The policy then decides per
 incident: automatic, approval by a person, or escalation. Automatic fixes are applied at once
 (``remediate_automatic``, one mapped task per incident); each incident that needs a person gets
 an approval request in the UI (``approve_remediation``, Airflow's HITL operator, mapped). Fixes
@@ -25,6 +26,8 @@ from medic.operators import ApprovalLinkNotifier, ApproveRemediationOperator, Re
 LLM_BACKEND = config.get("llm_backend").strip().lower() or "none"
 LLM_PYTHON = config.get("llm_python").strip()
 LLM_QUEUE = config.get("llm_queue")
+# the budget guardrail: generation holds a slot of this pool (create it with the deployment)
+LLM_POOL = config.get("llm_pool").strip() or "default_pool"
 # the batch's own limit plus room for the interpreter to start; past it the task is killed
 LLM_TASK_TIMEOUT = timedelta(seconds=float(config.get("llm_timeout_seconds")) + 120)
 APPROVERS = [{"id": user, "name": user} for user in config.get("approvers").split(",") if user.strip()]
@@ -103,7 +106,13 @@ def medic_diagnose():
     ).expand(plan=approvals)
     if LLM_BACKEND == "openai":  # plain HTTP: no second environment needed, and the key stays in this task
 
-        @task(task_id="generate_diagnoses", queue=LLM_QUEUE, retries=0, execution_timeout=LLM_TASK_TIMEOUT)
+        @task(
+            task_id="generate_diagnoses",
+            queue=LLM_QUEUE,
+            pool=LLM_POOL,
+            retries=0,
+            execution_timeout=LLM_TASK_TIMEOUT,
+        )
         def generate_over_http(diagnosed: dict) -> dict | None:
             from medic import pipeline
 
@@ -116,6 +125,7 @@ def medic_diagnose():
             expect_airflow=False,
             task_id="generate_diagnoses",
             queue=LLM_QUEUE,
+            pool=LLM_POOL,
             retries=0,
             execution_timeout=LLM_TASK_TIMEOUT,
         )(generate_diagnoses)

@@ -48,6 +48,12 @@ def embedded(stack_home: Path) -> Iterator[Stack]:
             "AIRFLOW__MEDIC__RUNBOOK_POLL_SECONDS": "2",
             # approvals nobody answers expire after 30 s (the timeout test waits for that)
             "AIRFLOW__MEDIC__APPROVAL_TIMEOUT_MINUTES": "0.5",
+            # the sweep runs when a test asks; a failure 5 s old is past the listener's time
+            "AIRFLOW__MEDIC__SWEEP_INTERVAL_MINUTES": "720",
+            "AIRFLOW__MEDIC__SWEEP_GRACE_SECONDS": "5",
+            # a SIGKILLed scheduler's running tasks are found and reset within seconds, not minutes
+            "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "10",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
         },
     )
     stack.start_postgres()

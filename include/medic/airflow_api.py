@@ -11,6 +11,7 @@ and password of a user allowed to clear task instances. The token comes from the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
@@ -151,6 +152,48 @@ class AirflowApi:
         return [
             ClearedInstance(ti.dag_run_id, ti.task_id, ti.map_index, _state(ti.state)) for ti in response.task_instances
         ]
+
+    def failed_task_instances(self, since: datetime, until: datetime, page: int = 100) -> list[dict[str, Any]]:
+        """Task instances that failed for good between ``since`` and ``until`` (their end), all DAGs."""
+        from airflow_client.client import TaskInstanceApi
+
+        found: list[dict[str, Any]] = []
+        while True:
+            offset = len(found)
+            response = self._call(
+                lambda api, offset=offset: TaskInstanceApi(api).get_task_instances(
+                    "~",
+                    "~",
+                    state=["failed"],
+                    end_date_gte=since,
+                    end_date_lte=until,
+                    order_by=["end_date", "id"],
+                    limit=page,
+                    offset=offset,
+                )
+            )
+            batch = [ti.to_dict() for ti in response.task_instances]
+            for ti in batch:
+                ti["state"] = _state(ti.get("state"))
+            found += batch
+            if len(batch) < page or len(found) >= response.total_entries:
+                return found
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int) -> list[Any]:
+        """One try's log as the api-server serves it: structured entries (or plain lines)."""
+        import json
+
+        from airflow_client.client import TaskInstanceApi
+
+        # raw JSON: the client's model of a log entry keeps only time and text, not level and logger
+        response = self._call(
+            lambda api: TaskInstanceApi(api).get_log_without_preload_content(
+                dag_id, run_id, task_id, try_number, full_content=True, map_index=map_index, accept="application/json"
+            )
+        )
+        if response.status >= 400:
+            raise RuntimeError(f"the log of {dag_id}/{run_id}/{task_id}#{try_number}: HTTP {response.status}")
+        return list(json.loads(response.data).get("content") or [])
 
 
 def _state(value: Any) -> str | None:

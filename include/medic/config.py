@@ -91,6 +91,19 @@ DEFAULTS: dict[str, str] = {
     "diagnose_max_active_runs": "32",
     # Delay used for retry_with_backoff when the diagnosis gives none.
     "default_backoff_seconds": "300",
+    # The safety-net sweep (medic_sweep): how often it runs, how far back it looks for final
+    # failures no listener reported, how old a failure must be before the sweep takes it (the
+    # listener's report wins while it can still arrive), and how many it records per run.
+    "sweep_interval_minutes": "5",
+    "sweep_lookback_minutes": "1440",
+    "sweep_grace_seconds": "60",
+    "sweep_max_records": "500",
+    # Budget guardrail for generation (the GPU): the Airflow pool the generate task runs in
+    # (create it: `airflow pools set medic_llm 1 ...`; empty: default_pool), and at most this
+    # many incidents sent to the model per rolling hour; beyond it incidents are decided from
+    # retrieval alone (as with no backend, and said so) until the hour frees budget. 0: no cap.
+    "llm_pool": "medic_llm",
+    "max_generations_per_hour": "200",
     # Most DAG runs one remediation re-runs (an incident can span runs of the same task).
     "max_runs_per_remediation": "20",
 }

@@ -135,3 +135,56 @@ def injected_log_then_fail() -> None:
     for line in INJECTED_LINES:
         log.warning("partner row 1042: %s", line)
     raise ValueError("partner export failed validation: column 'amount' has non-numeric value at row 1042")
+
+
+def killed_by_the_kernel() -> None:
+    """The task's own process is SIGKILLed (the OOM killer, an evicted pod): no exception is
+    raised, so no listener in it runs; only the supervisor sees the process die."""
+    import signal
+
+    log.info("loading the whole partition into memory")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def report_storm_failure(dag_id: str, run_id: str, task_id: str, map_index: int, hostname: str) -> str:
+    """One failed task instance of a storm, reported as the listener reports it: a real exception
+    (one of ``burst_failure``'s three causes) handed to ``medic.capture.capture_failure``.
+
+    For ``medic bench storm``: no Airflow task runs, the report from the outbox on is real.
+    """
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    from medic import capture
+
+    now = datetime.now(timezone.utc)
+    instance = SimpleNamespace(
+        dag_id=dag_id,
+        run_id=run_id,
+        task_id=task_id,
+        map_index=map_index,
+        try_number=1,
+        max_tries=0,
+        state="failed",
+        operator="@task",
+        queue="default",
+        hostname=hostname,
+        start_date=now,
+        dag_run=SimpleNamespace(logical_date=None, run_after=now),
+        task=SimpleNamespace(dag=SimpleNamespace(tags=["medic-storm"])),
+    )
+    try:
+        burst_failure(map_index)
+    except Exception as exc:
+        return capture.capture_failure(instance, exc, source="task")
+    return "no failure raised"
+
+
+def warm_capture() -> None:
+    """Load what a task process has loaded before its listener runs (Airflow's config, the
+    secrets masker, the medic_db Connection), so a storm's writers time capture, not imports."""
+    from airflow.sdk.log import redact  # noqa: F401
+
+    from medic import config, db
+
+    db.connection_kwargs(config.get("conn_id"))

@@ -54,6 +54,41 @@ def settings_from_config(*, with_secret: bool = False) -> GenerationSettings:
     )
 
 
+_BUDGET_LOCK = "medic-generation-budget"
+
+
+def reserve_generations(conn: Any, incident_ids: list[int], per_hour: int) -> tuple[list[int], list[int]]:
+    """Split ``incident_ids`` into those the model may see now and those over the hourly cap.
+
+    The budget is a rolling hour of reservations in ``medic.generation_budget``, taken under
+    one advisory lock; an incident reserved before (a retried task) keeps its reservation.
+    ``per_hour`` 0 or less: no cap. ``conn`` must not be in a transaction of its own.
+    """
+    if not incident_ids:
+        return [], []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_BUDGET_LOCK,))
+        already = {
+            row[0]
+            for row in conn.execute(
+                "SELECT incident_id FROM medic.generation_budget WHERE incident_id = ANY(%s)", (incident_ids,)
+            ).fetchall()
+        }
+        fresh = [i for i in incident_ids if i not in already]
+        if per_hour > 0:
+            (used,) = conn.execute(
+                "SELECT count(*) FROM medic.generation_budget WHERE reserved_at > now() - interval '1 hour'"
+            ).fetchone()
+            room = max(0, per_hour - int(used))
+        else:
+            room = len(fresh)
+        granted, over = fresh[:room], fresh[room:]
+        if granted:
+            conn.execute("INSERT INTO medic.generation_budget (incident_id) SELECT unnest(%s::bigint[])", (granted,))
+    allowed = set(already) | set(granted)
+    return [i for i in incident_ids if i in allowed], over
+
+
 def neighbours(matches: Iterable[Any]) -> list[dict[str, Any]]:
     """Retrieved entries as stored with a diagnosis and shown in the prompt."""
     return [

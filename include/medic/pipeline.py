@@ -82,7 +82,7 @@ def diagnose_incidents(filing: dict[str, Any]) -> dict[str, Any]:
     backend = generation.backend_name()
     settings = generation.settings_from_config() if backend != "none" else None
     incident_ids = list(filing.get("new_incidents") or [])
-    out: dict[str, Any] = {"backend": backend, "incidents": [], "diagnosed": [], "request": None}
+    out: dict[str, Any] = {"backend": backend, "incidents": [], "diagnosed": [], "request": None, "over_budget": []}
     if not incident_ids:
         return out
     runbooks = load_runbooks()
@@ -162,7 +162,20 @@ def diagnose_incidents(filing: dict[str, Any]) -> dict[str, Any]:
                 )
                 requests.append({"incident_id": incident_id, "prompt": prompt})
     if settings is not None:
-        out["request"] = {"settings": asdict(settings), "schema": Diagnosis.model_json_schema(), "prompts": requests}
+        cap = config.get_int("max_generations_per_hour")
+        with db.connect(config.get("conn_id"), application_name="medic-diagnose", autocommit=True) as conn:
+            allowed, over = generation.reserve_generations(conn, [r["incident_id"] for r in requests], cap)
+        if over:
+            log.warning(
+                "medic: generation budget of %d per hour spent: %d incident(s) decided from retrieval alone: %s",
+                cap,
+                len(over),
+                over,
+            )
+        out["over_budget"] = over
+        prompts = [r for r in requests if r["incident_id"] in set(allowed)]
+        if prompts:
+            out["request"] = {"settings": asdict(settings), "schema": Diagnosis.model_json_schema(), "prompts": prompts}
     return out
 
 
@@ -218,6 +231,7 @@ def decide_incidents(diagnosed: dict[str, Any] | None, generated: dict[str, Any]
     if not incident_ids:
         return {"decided": [], "auto": [], "approvals": []}
     backend = diagnosed.get("backend", "none")
+    over_budget_ids = set(diagnosed.get("over_budget") or [])
     generated = generated or {}
     results = {r["incident_id"]: r for r in generated.get("results", [])}
     env = generated.get("environment") or {}
@@ -260,7 +274,10 @@ def decide_incidents(diagnosed: dict[str, Any] | None, generated: dict[str, Any]
             ]
             diagnosis, problem, notes = Diagnosis.model_validate(retrieval_json), None, []
             result = results.get(incident_id)
-            if backend != "none":
+            # over the generation budget: decided as with no backend, from retrieval, and said so
+            over_budget = incident_id in over_budget_ids
+            generated_here = backend != "none" and not over_budget
+            if generated_here:
                 diagnosis, problem, notes = generation.model_diagnosis(
                     diagnosis, result, memory.prepare_record(record).text, [m.source_key for m in matches]
                 )
@@ -273,8 +290,13 @@ def decide_incidents(diagnosed: dict[str, Any] | None, generated: dict[str, Any]
                     guards = policy.Guards.for_task(record.dag_tags, recent, failed_fix)
                     verdict = policy.decide(diagnosis, matches, books.get(diagnosis.error_class), thresholds, guards)
                     reason = problem or verdict.reason
+                    if over_budget:
+                        reason += (
+                            f" (generation budget of {config.get_int('max_generations_per_hour')} per hour spent:"
+                            " decided from retrieval)"
+                        )
                     diagnosis_id = retrieval_id
-                    if backend != "none":
+                    if generated_here:
                         generation_info = {
                             "backend": backend,
                             "model": generated.get("model"),
@@ -336,9 +358,9 @@ def decide_incidents(diagnosed: dict[str, Any] | None, generated: dict[str, Any]
                     diagnosis=diagnosis,
                     route=verdict.route,
                     reason=reason,
-                    source="retrieval" if backend == "none" else f"llm:{backend}",
+                    source=f"llm:{backend}" if generated_here else "retrieval",
                     embedding_model=embedding_model,
-                    model=generated.get("model") if backend != "none" else None,
+                    model=generated.get("model") if generated_here else None,
                     prompt_version=prompt_version,
                     neighbours=neighbours,
                     delay_seconds=plan.delay_seconds if plan else 0,

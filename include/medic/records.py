@@ -177,7 +177,10 @@ def render_log(text: str) -> str:
         logger = str(entry.get("logger") or "")
         if level in _ROUTINE_LEVELS and logger.startswith(BOOKKEEPING_LOGGERS):
             continue
-        out.append(f"{stamp} {level:<7} {logger}: {entry.get('event', '')}".rstrip())
+        line = f"{stamp} {level:<7} {logger}: {entry.get('event', '')}".rstrip()
+        if entry.get("signal_name"):  # the supervisor's word on a killed task process
+            line += f" ({entry['signal_name']})"
+        out.append(line)
         for detail in entry.get("error_detail") or []:
             if isinstance(detail, dict):
                 out.append(f"    {detail.get('exc_type', 'Exception')}: {detail.get('exc_value', '')}")

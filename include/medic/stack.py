@@ -6,6 +6,10 @@ Airflow home, generated secrets, component logs and the pids of what runs. Two d
 ``airflow`` (metadata) and ``medic`` (schema ``medic``). Airflow runs with the LocalExecutor
 and its api-server, scheduler, dag-processor and triggerer as separate processes, tuned for
 a 2-core machine. Anyone with their own PostgreSQL points the ``medic_db`` connection at it.
+
+``Stack(executor="celery")`` scales out instead: the CeleryExecutor with a private Redis
+(Debian's ``redis-server``) as broker, the metadata database as result backend, and one
+``airflow celery worker`` per queue (``default`` and ``llm``), each a component of its own.
 """
 
 from __future__ import annotations
@@ -69,6 +73,12 @@ class Stack:
     api_port: int = 8080
     parallelism: int = 4
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: slots of the generation pool ([medic] llm_pool): generations that may run at once
+    llm_pool_slots: int = 1
+    #: "local" (LocalExecutor, the default) or "celery" (CeleryExecutor, Redis, a worker per queue)
+    executor: str = "local"
+    #: with "celery": the queues, one worker each, and that worker's concurrency
+    celery_workers: dict[str, int] = field(default_factory=lambda: {"default": 2, "llm": 1})
 
     # ---- paths -------------------------------------------------------------------------------
     @property
@@ -243,7 +253,9 @@ class Stack:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin,{SERVICE_USER}:op",
+            # the service account has role user: it may read and clear task instances, not
+            # touch connections, variables, pools or users (least privilege for remediation)
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin,{SERVICE_USER}:user",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg://postgres@/airflow?host={self.pg_socket_dir}",
             "AIRFLOW__API_AUTH__JWT_SECRET": sec["jwt_secret"],
@@ -266,7 +278,7 @@ class Stack:
             "AIRFLOW_CONN_DEMO_PARTNER_API": json.dumps(_demo_partner_connection()),
             "AIRFLOW__MEDIC__CONN_ID": "medic_db",
             "AIRFLOW__MEDIC__TRIGGER_POLL_SECONDS": "5",
-            # remediation: Airflow's REST API as the service user (role op: may clear task instances)
+            # remediation and the sweep: Airflow's REST API as the service user
             "AIRFLOW_CONN_MEDIC_AIRFLOW_API": json.dumps(self.api_conn()),
             "AIRFLOW__MEDIC__APPROVERS": ADMIN_USER,
             # the scheduler's sweep of unanswered approvals (and deferral timeouts): every 5 s
@@ -276,6 +288,7 @@ class Stack:
             "MEDIC_API_PORT": str(self.api_port),
             "MEDIC_PROJECT_ROOT": str(self.root),
         }
+        env.update(self._executor_env())
         env.update(self.extra_env)
         return env
 
@@ -316,6 +329,17 @@ class Stack:
         if done.returncode != 0:
             raise StackError(f"airflow db migrate failed:\n{done.stderr[-4000:]}")
         self.migrate_medic("medic")
+
+    def ensure_pools(self) -> None:
+        """The pool generation runs in (``[medic] llm_pool``): the budget guardrail's slots."""
+        from medic import config
+
+        name = self.env().get("AIRFLOW__MEDIC__LLM_POOL", config.DEFAULTS["llm_pool"]).strip()
+        if not name or name == "default_pool":
+            return
+        done = self._airflow("pools", "set", name, str(self.llm_pool_slots), "medic: generation (the GPU)")
+        if done.returncode != 0:
+            raise StackError(f"airflow pools set {name} failed:\n{done.stderr[-2000:]}")
 
     def migrate_medic(self, database: str) -> None:
         """Apply medic's migrations to ``database`` on the embedded server (created if missing)."""
@@ -389,6 +413,8 @@ class Stack:
         self._write_passwords()
         self.write_env_file()
         self.migrate()
+        self.ensure_pools()
+        self.start_executor_components()
         for name in COMPONENTS:
             if self.pid(name) is None:
                 self.start_component(name)
@@ -396,13 +422,15 @@ class Stack:
             self.wait_healthy(timeout=timeout)
 
     def down(self, stop_postgres: bool = True) -> None:
+        self.stop_workers()  # first: their running tasks still reach the api-server as they end
         for name in reversed(COMPONENTS):
             self.stop_component(name)
+        self.stop_executor_components()
         if stop_postgres:
             self.stop_postgres()
 
     def running(self) -> dict[str, bool]:
-        status = {name: self.pid(name) is not None for name in COMPONENTS}
+        status = {name: self.pid(name) is not None for name in (*COMPONENTS, *self.executor_components)}
         status["postgres"] = self.postgres_running()
         return status
 
@@ -413,7 +441,7 @@ class Stack:
         deadline = time.monotonic() + timeout
         last = "no answer yet"
         while time.monotonic() < deadline:
-            for name in COMPONENTS:
+            for name in (*COMPONENTS, *self.executor_components):
                 if self.pid(name) is None:
                     raise StackError(
                         f"{name} exited; see {self.log_dir / (name + '.log')}\n" + _tail(self.log_dir / f"{name}.log")
@@ -430,15 +458,191 @@ class Stack:
 
                     client = AirflowClient.for_stack(self)
                     missing = [d for d in dag_ids if not client.dag_exists(d)]
-                    if not missing:
+                    waiting = [w for w in self.executor_components if not self.worker_ready(w)]
+                    if not missing and not waiting:
                         return
-                    last = f"waiting for DAGs to be parsed: {missing}"
+                    last = f"waiting for DAGs to be parsed: {missing}" if missing else f"waiting for {waiting}"
                 else:
                     last = f"unhealthy: {unhealthy}"
             except Exception as exc:
                 last = f"{type(exc).__name__}: {exc}"
             time.sleep(1)
         raise StackError(f"stack not healthy after {timeout:.0f}s ({last}); logs in {self.log_dir}")
+
+    # ---- scale-out on Celery (executor="celery") ---------------------------------------------
+    @property
+    def executor_components(self) -> tuple[str, ...]:
+        """The executor's own processes: none for the LocalExecutor; Redis and a worker per queue."""
+        if self.executor == "local":
+            return ()
+        if self.executor != "celery":
+            raise StackError(f"unknown executor {self.executor!r} (local or celery)")
+        return ("redis", *(f"worker-{queue}" for queue in self.celery_workers))
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.home / "redis"
+
+    def redis_port(self) -> int:
+        """The broker's port: picked once per home, kept in the state file."""
+        state = self._state()
+        if not state.get("redis_port"):
+            self.home.mkdir(parents=True, exist_ok=True)
+            state["redis_port"] = free_port()
+            self._save_state(state)
+        return int(state["redis_port"])
+
+    def _executor_env(self) -> dict[str, str]:
+        if self.executor == "local":
+            return {}  # env() as it always was: LocalExecutor
+        self.executor_components  # noqa: B018 - validates the name
+        return {
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{self.redis_port()}/0",
+            # Celery's database backend on the metadata database, over the same Unix socket
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg://postgres@/airflow?host={self.pg_socket_dir}",
+        }
+
+    def worker_env(self, queue: str) -> dict[str, str]:
+        """A worker's own environment on top of env(): its name, reported as the task hostname."""
+        return {
+            "MEDIC_WORKER_NAME": queue,
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "medic.stack.worker_hostname",
+            # versioned bundles only; the local dags folder has none: one process fewer per worker
+            "AIRFLOW__DAG_PROCESSOR__STALE_BUNDLE_CLEANUP_INTERVAL": "0",
+        }
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> int:
+        """Start one process of the stack in its own process group, log in log_dir, pid in state."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_file = self.log_dir / f"{name}.log"
+        offset = log_file.stat().st_size if log_file.exists() else 0
+        out = open(log_file, "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=str(self.root),
+            start_new_session=True,
+        )
+        out.close()
+        state = self._state()
+        state["pids"][name] = proc.pid
+        state.setdefault("log_offsets", {})[name] = offset
+        self._save_state(state)
+        return proc.pid
+
+    def start_redis(self, timeout: float = 30) -> None:
+        redis_server = shutil.which("redis-server")
+        if redis_server is None:
+            raise StackError("the Celery executor needs Redis: `apt-get install redis-server` (Debian's package)")
+        self.redis_dir.mkdir(parents=True, exist_ok=True)
+        port = self.redis_port()
+        self._spawn(
+            "redis",
+            [
+                redis_server,
+                "--bind", "127.0.0.1",
+                "--port", str(port),
+                "--dir", str(self.redis_dir),
+                "--pidfile", str(self.redis_dir / "redis.pid"),
+                "--save", "",
+                "--appendonly", "no",
+                "--daemonize", "no",
+            ],
+            dict(os.environ),
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while not _redis_ping(port):
+            if self.pid("redis") is None or time.monotonic() > deadline:
+                raise StackError(f"redis-server did not start on port {port}:\n{_tail(self.log_dir / 'redis.log')}")
+            time.sleep(0.1)
+
+    def start_worker(self, queue: str) -> int:
+        """``airflow celery worker`` serving only ``queue``, named ``<queue>@<host>`` in Celery."""
+        airflow = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
+        argv = [
+            airflow, "celery", "worker",
+            "--queues", queue,
+            "--concurrency", str(self.celery_workers[queue]),
+            "--celery-hostname", f"{queue}@%h",
+            "--skip-serve-logs",  # one host, one log folder: the api-server reads the files
+            "--without-mingle", "--without-gossip",
+        ]  # fmt: skip
+        return self._spawn(f"worker-{queue}", argv, {**os.environ, **self.env(), **self.worker_env(queue)})
+
+    def start_executor_components(self) -> None:
+        """Redis, then the workers (those not running yet); nothing for the LocalExecutor."""
+        if not self.executor_components:
+            return
+        if self.pid("redis") is None:
+            self.start_redis()
+        for queue in self.celery_workers:
+            if self.pid(f"worker-{queue}") is None:
+                self.start_worker(queue)
+
+    def stop_workers(self, timeout: float = 30) -> None:
+        """Every Celery worker at once: SIGTERM to each process group (worker, pool, task processes),
+        SIGKILL after ``timeout``. A running task does not stop on SIGTERM (Airflow's task runner
+        only calls the operator's ``on_kill``): it gets until ``timeout`` to finish and report."""
+        pids = {n: p for n, p in self._state()["pids"].items() if n.startswith("worker-")}
+        for pid in pids.values():
+            _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(_group_alive(pid) for pid in pids.values()):
+            time.sleep(0.2)
+        for name, pid in pids.items():
+            if _group_alive(pid):
+                log.warning("%s did not stop within %.0f s: killed", name, timeout)
+                _signal_group(pid, signal.SIGKILL)
+            state = self._state()
+            state["pids"].pop(name, None)
+            self._save_state(state)
+
+    def stop_executor_components(self) -> None:
+        """The workers, then Redis: whatever the state file lists besides the Airflow components."""
+        self.stop_workers()
+        for name in [n for n in self._state()["pids"] if n not in COMPONENTS]:
+            self.stop_component(name)
+
+    def worker_log(self, name: str) -> str:
+        """What the component wrote since its last start."""
+        offset = int(self._state().get("log_offsets", {}).get(name, 0))
+        try:
+            with open(self.log_dir / f"{name}.log", "rb") as fh:
+                fh.seek(offset)
+                return fh.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def worker_ready(self, name: str) -> bool:
+        """Redis answers; a Celery worker has logged that it is ready (connected, consuming)."""
+        if name == "redis":
+            return _redis_ping(self.redis_port())
+        return self.pid(name) is not None and " ready." in self.worker_log(name)
+
+
+def worker_hostname() -> str:
+    """``[core] hostname_callable`` of the stack's Celery workers: ``<host>-<queue>-worker``.
+
+    Airflow records it on every task instance the worker runs (``hostname``), so where a task
+    ran can be read back from the REST API. Without ``MEDIC_WORKER_NAME``, the host's FQDN.
+    """
+    name = os.environ.get("MEDIC_WORKER_NAME", "").strip()
+    if not name:
+        return socket.getfqdn()
+    return f"{socket.gethostname()}-{name}-worker"
+
+
+def _redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def _demo_partner_connection() -> dict[str, Any]:

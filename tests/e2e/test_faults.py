@@ -85,3 +85,72 @@ def test_bad_inputs_are_captured_bounded_and_the_loop_keeps_running(stack, clien
     after = client.trigger("demo_missing_input")
     client.wait_for_run("demo_missing_input", after)
     wait_for(lambda: settled(events_of_run(stack, "demo_missing_input", after), 1), 90, "the next failure")
+
+
+def _sweep(client) -> dict:
+    run_id = client.trigger("medic_sweep")
+    assert client.wait_for_run("medic_sweep", run_id, timeout=300) == "success"
+    return client.get(
+        f"/api/v2/dags/medic_sweep/dagRuns/{run_id}/taskInstances/sweep_uncaptured_failures/xcomEntries/return_value"
+    )["value"]
+
+
+def _every_failure_diagnosed_once(stack, client, run_id: str, timeout: float = 300) -> list[dict]:
+    """Each task instance Airflow holds as failed has exactly one outbox event (its last try),
+    filed into an incident decided exactly once; and no event was counted twice."""
+    failed = [ti for ti in client.task_instances("demo_burst", run_id) if ti["state"] == "failed"]
+    assert failed, "the burst should have failed task instances"
+    # after a fault, the listener may have missed some: the safety net finds them
+    swept = _sweep(client)
+    assert swept["problems"] == []
+    tries = {(ti["map_index"], ti["try_number"]) for ti in failed}
+
+    def filed() -> list[dict] | None:
+        events = [e for e in events_of_run(stack, "demo_burst", run_id) if not e["will_retry"]]
+        keys = {(e["map_index"], e["try_number"]) for e in events}
+        return events if tries <= keys and all(e["status"] == "processed" for e in events) else None
+
+    events = wait_for(filed, timeout, f"every failure of demo_burst/{run_id} filed")
+    keys = [(e["map_index"], e["try_number"]) for e in events]
+    assert len(keys) == len(set(keys))  # one event per try: nothing recorded twice
+    incident_ids = sorted({e["incident_id"] for e in events})
+    decided = wait_for(
+        lambda: (
+            (
+                rows := query(
+                    stack,
+                    "SELECT i.id, i.route, (SELECT count(*) FROM medic.diagnoses d WHERE d.incident_id = i.id)"
+                    " FROM medic.incidents i WHERE i.id = ANY(%s)",
+                    (incident_ids,),
+                )
+            )
+            and all(route for _, route, _ in rows)
+            and rows
+        ),
+        timeout,
+        "the burst's incidents decided",
+    )
+    assert all(count == 1 for _, _, count in decided), decided  # diagnosed once each
+    return events
+
+
+def test_scheduler_killed_mid_burst_every_failure_is_diagnosed_once(stack, client) -> None:
+    before = _burst_event_total(stack)
+    run_id = client.trigger("demo_burst", conf={"failures": 12})
+    wait_for(lambda: events_of_run(stack, "demo_burst", run_id), 120, "the first failure of the burst")
+    stack.kill_component("scheduler", signal.SIGKILL)  # its LocalExecutor workers die with it
+    wait_for(lambda: stack.pid("scheduler") is None, 10, "the scheduler to die")
+    stack.start_component("scheduler")
+    assert client.wait_for_run("demo_burst", run_id, timeout=420) == "failed"
+    events = _every_failure_diagnosed_once(stack, client, run_id)
+    assert _burst_event_total(stack) - before == len(events)
+
+
+def test_postgres_restarted_mid_burst_every_failure_is_diagnosed_once(stack, client) -> None:
+    before = _burst_event_total(stack)
+    run_id = client.trigger("demo_burst", conf={"failures": 12})
+    wait_for(lambda: events_of_run(stack, "demo_burst", run_id), 120, "the first failure of the burst")
+    stack.restart_postgres()  # Airflow's metadata and medic's outbox go away and come back
+    assert client.wait_for_run("demo_burst", run_id, timeout=420) == "failed"
+    events = _every_failure_diagnosed_once(stack, client, run_id)
+    assert _burst_event_total(stack) - before == len(events)

@@ -6,9 +6,11 @@ The module reconfigures the running stack ([medic] llm_backend = cpu, a tiny loc
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
-from tests.e2e.helpers import query, wait_filed, wait_for
+from tests.e2e.helpers import query, run_bench, wait_filed, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -86,3 +88,37 @@ def test_the_model_diagnoses_in_its_own_environment_and_the_policy_decides(stack
         assert status in (("escalated",) if route == "escalate" else ("awaiting_approval", "escalated"))
     ti = client.get(f"/api/v2/dags/medic_diagnose/dagRuns/{event['processed_by']}/taskInstances/generate_diagnoses")
     assert ti["state"] == "success"
+
+
+def _overlapping(intervals: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    ordered = sorted(intervals)
+    return [(a, b) for a, b in itertools.pairwise(ordered) if b[0] < a[1]]
+
+
+def test_a_storm_of_500_failures_over_10_dags_gives_30_incidents_and_one_generation_each(
+    stack, client, generating
+) -> None:
+    """An outage: 500 failures reported at once through the listener's code (see bench/storm.py
+    for why they are not 500 Airflow tasks on this machine); everything after is the real stack."""
+    task = client.get("/api/v2/dags/medic_diagnose/tasks/generate_diagnoses")
+    assert task["pool"] == "medic_llm"  # the budget guardrail holds the GPU work
+    result = run_bench(stack, "storm", "--failures", "500", "--dags", "10", timeout=1200)
+    assert result["failures"] == result["recorded"] == 500
+    assert result["report_seconds"] < 60  # all 500 within a minute
+    assert result["incidents"] == result["expected_incidents"] == 30  # grouped by fingerprint, per task
+    assert result["generations"] == result["incidents"]  # the model saw each incident once
+    assert (result["lost"], result["duplicated"]) == (0, 0)
+    # never a flood of approvals: at most one request per incident, never one per failure
+    assert result["approvals"] <= result["incidents"]
+
+    # the pool has one slot on this stack: generation runs never overlapped
+    runs = client.get("/api/v2/dags/medic_diagnose/dagRuns", limit=200)["dag_runs"]
+    generated = []
+    for run in runs:
+        ti = client.request(
+            "GET", f"/api/v2/dags/medic_diagnose/dagRuns/{run['dag_run_id']}/taskInstances/generate_diagnoses"
+        )
+        if ti.status_code == 200 and ti.json()["start_date"] and ti.json()["end_date"]:
+            generated.append(ti.json())
+    assert len(generated) >= 2 and all(g["pool"] == "medic_llm" for g in generated)
+    assert _overlapping([(g["start_date"], g["end_date"]) for g in generated]) == []

@@ -109,6 +109,10 @@ def test_output_outside_the_contract_is_refused_with_a_reason() -> None:
         valid(shell="rm -rf /"): "at shell",
         valid(action_params={"delay_seconds": 5}): "delay_seconds",
         valid(action_params={"command": "airflow dags delete"}): "command",
+        # the model cannot name what to act on: targets come from the incident, never the output
+        valid(dag_id="prod_billing"): "at dag_id",
+        valid(action_params={"dag_id": "prod_billing", "task_ids": ["*"]}): "dag_id",
+        valid(action="clear_all_dags"): "at action",
         "[1, 2]": "breaks the contract",
     }
     for output, reason in cases.items():
