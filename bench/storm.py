@@ -17,7 +17,8 @@ events, medic_diagnose runs, grouping, generation, decisions) is the real stack.
 Prints progress, then a JSON object as the last line:
 ``failures`` sent; ``recorded`` distinct outbox rows; ``incidents`` they were filed into;
 ``expected_incidents`` (DAGs x causes); ``generations`` model diagnoses of those incidents;
-``approvals`` approval requests; ``lost`` failures not filed into exactly one incident;
+``approvals`` approval requests (Airflow's HITL rows for those incidents); ``lost`` failures
+not filed into exactly one incident;
 ``duplicated`` filings beyond one per failure plus generations beyond one per incident;
 ``seconds`` from the first failure to the last incident decided.
 """
@@ -32,6 +33,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
+
+from medic.remediation import approval_subject_suffix
 
 if TYPE_CHECKING:
     from medic.stack import Stack
@@ -132,8 +135,21 @@ SELECT (SELECT count(*) FROM ev),
 def _figures(stack: Stack, run_id: str) -> dict[str, Any]:
     with stack.connect_postgres("medic", autocommit=True) as conn:
         row = conn.execute(_FIGURES, {"run": run_id}).fetchone()
+        incident_ids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT incident_id FROM medic.failure_events WHERE run_id = %s AND incident_id IS NOT NULL",
+                (run_id,),
+            )
+        ]
+    # the approval requests as Airflow holds them (HITL rows), one subject per incident
+    with stack.connect_postgres("airflow", autocommit=True) as conn:
+        (requests,) = conn.execute(
+            "SELECT count(*) FROM hitl_detail WHERE subject LIKE ANY(%s)",
+            ([f"%{approval_subject_suffix(i)}" for i in incident_ids],),
+        ).fetchone()
     (recorded, filed, incidents, decided, generations, generated_incidents, counted, routed_approval) = row[:8]
-    approvals_requested, first_failure, last_decided, invalid = row[8:]
+    _recorded_requests, first_failure, last_decided, invalid = row[8:]
     return {
         "recorded": recorded,
         "filed": filed,
@@ -143,7 +159,7 @@ def _figures(stack: Stack, run_id: str) -> dict[str, Any]:
         "generated_incidents": generated_incidents,
         "counted": counted,
         "routed_approval": routed_approval,
-        "approvals": approvals_requested,
+        "approvals": requests,
         "invalid": invalid,
         "first_failure": first_failure,
         "last_decided": last_decided,

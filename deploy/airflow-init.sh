@@ -18,7 +18,8 @@ airflow db migrate
 medic migrate
 
 pool=${AIRFLOW__MEDIC__LLM_POOL-medic_llm}
-if [ -n "$pool" ]; then
+# default_pool is Airflow's own, sized for everything: never shrink it to medic's slots
+if [ -n "$pool" ] && [ "$pool" != "default_pool" ]; then
     airflow pools set "$pool" "${MEDIC_LLM_POOL_SLOTS:-1}" \
         "medic: model generation (medic_diagnose.generate_diagnoses), one batch per slot"
 fi

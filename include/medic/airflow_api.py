@@ -176,7 +176,8 @@ class AirflowApi:
             for ti in batch:
                 ti["state"] = _state(ti.get("state"))
             found += batch
-            if len(batch) < page or len(found) >= response.total_entries:
+            # the server may cap a page below ``page`` ([api] maximum_page_limit): stop on empty
+            if not batch or len(found) >= response.total_entries:
                 return found
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int) -> list[Any]:

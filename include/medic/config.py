@@ -98,11 +98,12 @@ DEFAULTS: dict[str, str] = {
     "sweep_lookback_minutes": "1440",
     "sweep_grace_seconds": "60",
     "sweep_max_records": "500",
-    # Budget guardrail for generation (the GPU): the Airflow pool the generate task runs in
-    # (create it: `airflow pools set medic_llm 1 ...`; empty: default_pool), and at most this
+    # Budget guardrail for generation (the GPU): the Airflow pool the generate task runs in.
+    # Empty: default_pool. Name a pool only once it exists (`airflow pools set medic_llm 1 ...`):
+    # Airflow never schedules a task whose pool is missing. And at most this
     # many incidents sent to the model per rolling hour; beyond it incidents are decided from
     # retrieval alone (as with no backend, and said so) until the hour frees budget. 0: no cap.
-    "llm_pool": "medic_llm",
+    "llm_pool": "",
     "max_generations_per_hour": "200",
     # Most DAG runs one remediation re-runs (an incident can span runs of the same task).
     "max_runs_per_remediation": "20",

@@ -163,8 +163,13 @@ def diagnose_incidents(filing: dict[str, Any]) -> dict[str, Any]:
                 requests.append({"incident_id": incident_id, "prompt": prompt})
     if settings is not None:
         cap = config.get_int("max_generations_per_hour")
-        with db.connect(config.get("conn_id"), application_name="medic-diagnose", autocommit=True) as conn:
-            allowed, over = generation.reserve_generations(conn, [r["incident_id"] for r in requests], cap)
+        ids = [r["incident_id"] for r in requests]
+        try:
+            with db.connect(config.get("conn_id"), application_name="medic-diagnose", autocommit=True) as conn:
+                allowed, over = generation.reserve_generations(conn, ids, cap)
+        except Exception as exc:  # the incidents are diagnosed already: never strand them undecided
+            log.error("medic: generation budget unavailable (%s: %s): deciding from retrieval", type(exc).__name__, exc)
+            allowed, over = [], ids
         if over:
             log.warning(
                 "medic: generation budget of %d per hour spent: %d incident(s) decided from retrieval alone: %s",
@@ -218,7 +223,9 @@ def decide_incidents(diagnosed: dict[str, Any] | None, generated: dict[str, Any]
 
     With no backend the retrieval diagnosis is the diagnosis. With one, every incident gets the
     model's validated diagnosis, or, when the output is missing or invalid or the backend was
-    down, an escalation that says why; never a default action. The loop guard's count and the
+    down, an escalation that says why; never a default action. An incident over the generation
+    budget is decided from its retrieval diagnosis, as with no backend, and its reason says so.
+    A failure only the sweep found is never automatic: a person confirms it. The loop guard's count and the
     decision are taken under a per-task advisory lock, so concurrent runs cannot both pass it.
     """
     from medic import generation, lineage, memory, policy, remediation
@@ -289,6 +296,12 @@ def decide_incidents(diagnosed: dict[str, Any] | None, generated: dict[str, Any]
                     ).fetchone()
                     guards = policy.Guards.for_task(record.dag_tags, recent, failed_fix)
                     verdict = policy.decide(diagnosis, matches, books.get(diagnosis.error_class), thresholds, guards)
+                    if record.source == "sweep" and verdict.route == "auto":
+                        # no listener saw this failure: it may be a person's "mark failed" the api-server
+                        # could not report; a person confirms before anything re-runs
+                        verdict = policy.Verdict(
+                            "approval", verdict.reason + "; found by the sweep: a person confirms", verdict.support
+                        )
                     reason = problem or verdict.reason
                     if over_budget:
                         reason += (

@@ -278,6 +278,8 @@ class Stack:
             "AIRFLOW_CONN_DEMO_PARTNER_API": json.dumps(_demo_partner_connection()),
             "AIRFLOW__MEDIC__CONN_ID": "medic_db",
             "AIRFLOW__MEDIC__TRIGGER_POLL_SECONDS": "5",
+            # generation holds a slot of this pool; up() creates it (llm_pool_slots)
+            "AIRFLOW__MEDIC__LLM_POOL": "medic_llm",
             # remediation and the sweep: Airflow's REST API as the service user
             "AIRFLOW_CONN_MEDIC_AIRFLOW_API": json.dumps(self.api_conn()),
             "AIRFLOW__MEDIC__APPROVERS": ADMIN_USER,
@@ -335,6 +337,7 @@ class Stack:
         from medic import config
 
         name = self.env().get("AIRFLOW__MEDIC__LLM_POOL", config.DEFAULTS["llm_pool"]).strip()
+        # default_pool is Airflow's own, sized for everything: never shrink it to medic's slots
         if not name or name == "default_pool":
             return
         done = self._airflow("pools", "set", name, str(self.llm_pool_slots), "medic: generation (the GPU)")

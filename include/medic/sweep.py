@@ -102,6 +102,9 @@ def log_text(content: list[Any], limit_bytes: int) -> str:
     return text
 
 
+#: what a task's log says when someone set its state from outside (the UI, the REST API)
+_SET_BY_A_PERSON = re.compile(r"(?i)externally set to failed|state was manually set to")
+
 #: render_log's "time level logger:" prefix
 _LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+[A-Z]*\s+[\w.]*:\s*")
 
@@ -152,6 +155,8 @@ def record_from_api(ti: dict[str, Any], content: list[Any], *, log_tail_bytes: i
     )
     record = build_record(instance, error_of(text), source="sweep", log_tail=text, now=failed_at)
     record.capture_notes.append("found by medic_sweep: no listener reported this failure")
+    if _SET_BY_A_PERSON.search(text):  # "externally set to failed": recorded, never diagnosed
+        record = record.model_copy(update={"manually_failed": True})
     return record
 
 
@@ -197,11 +202,16 @@ def sweep_failures(
         except Exception as exc:  # a log that cannot be read does not cost the failure
             content = []
             result.problems.append(f"{'/'.join(map(str, key))}: log unavailable ({type(exc).__name__})")
-        record = record_from_api(ti, content, log_tail_bytes=settings.log_tail_bytes)
-        if not content:
-            record.capture_notes.append("the task log could not be read")
-        captured = outbox.record_failure(conn, record, diagnose_retries=False)
-        conn.commit()
+        try:
+            record = record_from_api(ti, content, log_tail_bytes=settings.log_tail_bytes)
+            if not content:
+                record.capture_notes.append("the task log could not be read")
+            captured = outbox.record_failure(conn, record, diagnose_retries=False)
+            conn.commit()
+        except Exception as exc:  # one bad record must not stop the sweep for every later failure
+            conn.rollback()
+            result.problems.append(f"{'/'.join(map(str, key))}: not recorded ({type(exc).__name__}: {exc})"[:300])
+            continue
         if captured.event_id is not None:
             result.recorded.append(captured.event_id)
             log.info(
@@ -217,13 +227,17 @@ _UNVERIFIED = """
 SELECT t.dag_id, t.run_id, t.task_id, t.map_index, t.failed_try
   FROM medic.remediation_targets t JOIN medic.remediations r ON r.id = t.remediation_id
  WHERE r.status = 'applied' AND r.verified_outcome IS NULL AND t.cleared AND t.outcome IS NULL
-   AND r.applied_at < %(before)s
- ORDER BY r.applied_at LIMIT %(limit)s
+   AND r.applied_at < %(before)s AND r.applied_at > %(since)s
+ ORDER BY r.applied_at DESC LIMIT %(limit)s
 """
 
 
+#: states in which a re-run is over without having succeeded
+_ENDED_WITHOUT_SUCCESS = frozenset({"failed", "upstream_failed", "skipped", "removed"})
+
+
 def reconcile_remediations(
-    conn: psycopg.Connection, api: SweepApi, *, before: datetime, limit: int = 200
+    conn: psycopg.Connection, api: SweepApi, *, before: datetime, since: datetime, limit: int = 200
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Close re-runs that finished without the listener recording it (its process was killed,
     medic's database was down): the API's state of the re-run is the outcome."""
@@ -231,7 +245,7 @@ def reconcile_remediations(
 
     closed: list[dict[str, Any]] = []
     problems: list[str] = []
-    rows = conn.execute(_UNVERIFIED, {"before": before, "limit": limit}).fetchall()
+    rows = conn.execute(_UNVERIFIED, {"before": before, "since": since, "limit": limit}).fetchall()
     for dag_id, run_id, task_id, map_index, failed_try in rows:
         try:
             ti = api.task_instance(dag_id, run_id, task_id, map_index)
@@ -239,7 +253,7 @@ def reconcile_remediations(
             problems.append(f"{dag_id}/{run_id}/{task_id}: state unavailable ({type(exc).__name__})")
             continue
         state, try_number = ti.get("state"), int(ti.get("try_number") or 0)
-        if try_number <= failed_try or state not in ("success", "failed"):
+        if try_number <= failed_try or state not in ("success", *_ENDED_WITHOUT_SUCCESS):
             continue  # not re-run yet, or still running: the listener may still report it
         closed += verification.record_run_outcome(
             conn,
@@ -265,7 +279,9 @@ def run_sweep(now: datetime | None = None) -> dict[str, Any]:
     api = AirflowApi.from_connection(config.get("api_conn_id"))
     with db.connect(config.get("conn_id"), application_name="medic-sweep") as conn:
         result = sweep_failures(conn, api, settings, now=now)
-        result.verified, problems = reconcile_remediations(conn, api, before=now - settings.grace)
+        result.verified, problems = reconcile_remediations(
+            conn, api, before=now - settings.grace, since=now - settings.lookback
+        )
         result.problems += problems
     summary = result.summary()
     log.info("medic: sweep %s", json.dumps(summary))

@@ -77,3 +77,12 @@ def run_bench(stack: Stack, name: str, *args: str, timeout: float = 300) -> dict
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_sweep(client: Any) -> dict[str, Any]:
+    """Trigger ``medic_sweep`` now, wait for it, and return its summary (the task's XCom)."""
+    run_id = client.trigger("medic_sweep")
+    assert client.wait_for_run("medic_sweep", run_id, timeout=300) == "success"
+    return client.get(
+        f"/api/v2/dags/medic_sweep/dagRuns/{run_id}/taskInstances/sweep_uncaptured_failures/xcomEntries/return_value"
+    )["value"]

@@ -131,7 +131,9 @@ def test_no_secret_in_medics_task_logs_component_logs_or_lineage(stack, leaky_fa
         assert _leaks(stack.lineage_file.read_text(errors="replace"), secrets) == []
 
 
-def test_the_service_account_can_clear_task_instances_and_nothing_more(stack, client) -> None:
+def test_the_service_account_can_clear_task_instances_but_not_touch_connections_variables_or_pools(
+    stack, client
+) -> None:
     """Role ``user``: read DAGs and task instances, clear them (a dry run here). Not connections,
     variables' writes, pools or approvals (test_remediation test 5 covers those)."""
     service = AirflowClient(stack.api_url, SERVICE_USER, stack.service_password())

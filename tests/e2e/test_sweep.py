@@ -5,17 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.helpers import events_of_run, query, wait_filed, wait_for
+from tests.e2e.helpers import events_of_run, query, run_sweep, wait_filed, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def _sweep(client) -> dict:
-    run_id = client.trigger("medic_sweep")
-    assert client.wait_for_run("medic_sweep", run_id, timeout=240) == "success"
-    return client.get(
-        f"/api/v2/dags/medic_sweep/dagRuns/{run_id}/taskInstances/sweep_uncaptured_failures/xcomEntries/return_value"
-    )["value"]
 
 
 def test_a_killed_task_process_is_found_by_the_sweep_once_and_diagnosed(stack, client) -> None:
@@ -31,14 +23,14 @@ def test_a_killed_task_process_is_found_by_the_sweep_once_and_diagnosed(stack, c
         30,
         "the sweep's grace period",
     )
-    first = _sweep(client)
+    first = run_sweep(client)
     assert first["recorded"] >= 1 and first["problems"] == []
     (event,) = wait_filed(stack, "demo_killed_worker", run_id, 1, 180)
     assert event["payload"]["source"] == "sweep"
     assert "Process terminated by signal" in event["payload"]["error_message"]
     assert "SIGKILL" in event["payload"]["error_message"]
 
-    again = _sweep(client)  # a second sweep finds it captured: nothing twice
+    again = run_sweep(client)  # a second sweep finds it captured: nothing twice
     assert again["recorded"] == 0 and again["already_captured"] >= 1
     assert len(events_of_run(stack, "demo_killed_worker", run_id)) == 1
     _status, error_class, events = wait_for(
@@ -58,7 +50,7 @@ def test_a_killed_task_process_is_found_by_the_sweep_once_and_diagnosed(stack, c
 def test_a_rerun_whose_success_no_listener_reported_is_verified_by_the_sweep(stack, client) -> None:
     """A remediation medic applied; its re-run succeeded but the report was lost (the worker was
     killed right after, medic's database was down). The sweep reads the outcome from the API."""
-    first = _sweep(client)  # a run of medic_sweep's own task: a real task instance that succeeded
+    first = run_sweep(client)  # a run of medic_sweep's own task: a real task instance that succeeded
     assert "seen" in first
     runs = client.get("/api/v2/dags/medic_sweep/dagRuns", order_by="-run_after", limit=1)["dag_runs"]
     run_id = runs[0]["dag_run_id"]
@@ -89,7 +81,7 @@ def test_a_rerun_whose_success_no_listener_reported_is_verified_by_the_sweep(sta
         (remediation_id, run_id, failed_try),
     )
 
-    swept = _sweep(client)
+    swept = run_sweep(client)
     assert swept["verified"] >= 1
     outcome, status = query(
         stack,

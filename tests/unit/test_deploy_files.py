@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
 SCHEMA_FILE = ROOT / "tests" / "data" / "compose-spec.json"
 # [medic] settings that decide medic_diagnose's shape or its generation step
+#: the generation pool the shipped deployments name and create ([medic] llm_pool; default empty)
+ASTRO_POOL = "medic_llm"
 GENERATION_KEYS = ("LLM_BACKEND", "LLM_PYTHON", "LLM_MODEL", "LLM_QUEUE", "LLM_POOL", "MAX_GENERATIONS_PER_HOUR")
 
 # Compose's interpolation: $$, ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?err}, ${NAME?err},
@@ -395,7 +397,7 @@ def test_the_init_service_prepares_what_the_others_wait_for() -> None:
     for step in ("airflow db migrate", "medic migrate", "airflow pools set"):
         assert step in script, step
     pool = environment(services["scheduler"])["AIRFLOW__MEDIC__LLM_POOL"]
-    assert pool == DEFAULTS["llm_pool"]
+    assert pool == ASTRO_POOL  # named explicitly (the default is default_pool) and created here
     for name in ("api-server", "scheduler", "dag-processor", "triggerer", "worker", "llm-worker"):
         assert services[name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
         assert "healthcheck" in services[name], name
@@ -414,8 +416,8 @@ def test_the_astro_settings_create_the_connections_and_pool_medic_names() -> Non
     api = next(c for c in settings["connections"] if c["conn_id"] == DEFAULTS["api_conn_id"])
     assert (api["conn_type"], api["conn_port"]) == ("http", 8080)
     pools = {pool["pool_name"]: pool for pool in settings["pools"]}
-    assert DEFAULTS["llm_pool"] in pools
-    pool = pools[DEFAULTS["llm_pool"]]
+    assert ASTRO_POOL in pools
+    pool = pools[ASTRO_POOL]
     assert set(pool) == {"pool_name", "pool_slot", "pool_description"}  # the Astro CLI's keys
     assert isinstance(pool["pool_slot"], int) and pool["pool_slot"] >= 1
     assert isinstance(settings["variables"], list)

@@ -99,3 +99,12 @@ def test_error_of_prefers_the_last_exception() -> None:
         for e in (entry("ValueError: first", level="error"), entry("KeyError: 'customer_id'", level="error"))
     )
     assert error_of(text) == "KeyError: 'customer_id'"
+
+
+def test_a_task_a_person_set_to_failed_is_recorded_as_manual_not_diagnosed() -> None:
+    content = [
+        entry("loading the partition"),
+        entry("State of this instance has been externally set to failed. Terminating instance.", level="error"),
+    ]
+    assert record_from_api(API_TI, content, log_tail_bytes=16384).manually_failed
+    assert not record_from_api(API_TI, KILLED_LOG, log_tail_bytes=16384).manually_failed
