@@ -178,7 +178,8 @@ def diagnose_incidents(filing: dict[str, Any]) -> dict[str, Any]:
                 over,
             )
         out["over_budget"] = over
-        prompts = [r for r in requests if r["incident_id"] in set(allowed)]
+        granted = set(allowed)
+        prompts = [r for r in requests if r["incident_id"] in granted]
         if prompts:
             out["request"] = {"settings": asdict(settings), "schema": Diagnosis.model_json_schema(), "prompts": prompts}
     return out

@@ -131,8 +131,16 @@ def read_log_tail(path: str | os.PathLike[str] | None, limit_bytes: int) -> str:
             data = handle.read(limit_bytes)
     except OSError:
         return ""
-    text = clean_text(data, limit_bytes)
-    if size > limit_bytes and "\n" in text:
+    return whole_line_tail(data, limit_bytes, cut=size > limit_bytes)
+
+
+def whole_line_tail(data: bytes, limit_bytes: int, *, cut: bool | None = None) -> str:
+    """The last ``limit_bytes`` of ``data`` as safe text; when anything before them was cut off
+    (``cut``; by default: ``data`` is longer), the partial first line goes too."""
+    if cut is None:
+        cut = len(data) > limit_bytes
+    text = clean_text(data[-limit_bytes:], limit_bytes)
+    if cut and "\n" in text:
         text = text.split("\n", 1)[1]  # drop the partial first line
     return text
 

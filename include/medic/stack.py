@@ -317,9 +317,8 @@ class Stack:
         self.state_file.write_text(json.dumps(state, indent=2))
 
     def _airflow(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        airflow = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
         return subprocess.run(
-            [airflow, *args],
+            [_airflow_bin(), *args],
             env={**os.environ, **self.env()},
             capture_output=True,
             text=True,
@@ -367,23 +366,7 @@ class Stack:
     def start_component(self, name: str) -> int:
         if name not in COMPONENTS:
             raise StackError(f"unknown component {name!r}")
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        airflow = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
-        out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen(
-            [airflow, name],
-            env={**os.environ, **self.env()},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=str(self.root),
-            start_new_session=True,  # its own process group: stop/kill reaches its children
-        )
-        out.close()
-        state = self._state()
-        state["pids"][name] = proc.pid
-        self._save_state(state)
-        return proc.pid
+        return self._spawn(name, [_airflow_bin(), name], {**os.environ, **self.env()})
 
     def pid(self, name: str) -> int | None:
         pid = self._state()["pids"].get(name)
@@ -528,7 +511,7 @@ class Stack:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=str(self.root),
-            start_new_session=True,
+            start_new_session=True,  # its own process group: stop/kill reaches its children
         )
         out.close()
         state = self._state()
@@ -565,9 +548,8 @@ class Stack:
 
     def start_worker(self, queue: str) -> int:
         """``airflow celery worker`` serving only ``queue``, named ``<queue>@<host>`` in Celery."""
-        airflow = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
         argv = [
-            airflow, "celery", "worker",
+            _airflow_bin(), "celery", "worker",
             "--queues", queue,
             "--concurrency", str(self.celery_workers[queue]),
             "--celery-hostname", f"{queue}@%h",
@@ -646,6 +628,11 @@ def _redis_ping(port: int) -> bool:
             return sock.recv(64).startswith(b"+PONG")
     except OSError:
         return False
+
+
+def _airflow_bin() -> str:
+    """The ``airflow`` command of this interpreter's environment."""
+    return shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
 
 
 def _demo_partner_connection() -> dict[str, Any]:

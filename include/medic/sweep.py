@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import psycopg
 
 from medic import config
-from medic.records import FailureRecord, build_record, clean_text
+from medic.records import FailureRecord, build_record, clean_text, whole_line_tail
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +95,7 @@ def log_text(content: list[Any], limit_bytes: int) -> str:
             lines.append(json.dumps(entry, default=str))
         else:
             lines.append(str(entry))
-    text = "\n".join(lines)
-    if len(text.encode("utf-8", "replace")) > limit_bytes:
-        text = text.encode("utf-8", "replace")[-limit_bytes:].decode("utf-8", "replace")
-        text = text.split("\n", 1)[1] if "\n" in text else text
-    return text
+    return whole_line_tail("\n".join(lines).encode("utf-8", "replace"), limit_bytes)
 
 
 #: what a task's log says when someone set its state from outside (the UI, the REST API)

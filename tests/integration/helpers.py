@@ -2,7 +2,19 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from medic import incidents, outbox
+from medic.diagnosis import Diagnosis
 from medic.records import FailureRecord
+
+#: the diagnosis integration tests give a filed incident: a transient failure, retried
+RETRY_DIAGNOSIS = Diagnosis(
+    error_class="network_transient",
+    transience="transient",
+    root_cause="connection refused",
+    action="retry",
+    confidence=0.9,
+    explanation="transient",
+)
 
 
 def record(
@@ -30,3 +42,12 @@ def record(
         failed_at=datetime.now(timezone.utc),
         source=source,  # type: ignore[arg-type]
     )
+
+
+def filed_incident_id(conn, n: int, *, task_id: str = "load", try_number: int = 1) -> int:
+    """A real incident: failure ``n`` captured, claimed and filed as the DAG does (autocommit ``conn``)."""
+    outbox.record_failure(conn, record(n, task_id=task_id, try_number=try_number), diagnose_retries=False)
+    owner = f"run-{n}"
+    ids = outbox.claim_pending(conn, owner=owner, lease_seconds=60, max_attempts=5)
+    (incident_id,) = incidents.file_claimed_events(conn, ids, owner).incident_ids
+    return incident_id

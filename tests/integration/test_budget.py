@@ -8,29 +8,18 @@ import threading
 import pytest
 from psycopg.types.json import Jsonb
 
-from medic import generation, incidents, outbox, pipeline
-from medic.diagnosis import Diagnosis
-from tests.integration.helpers import record
+from medic import generation, pipeline
+from tests.integration.helpers import RETRY_DIAGNOSIS, filed_incident_id
 
 
 def filed(conn, n: int) -> int:
     """A real incident (captured, claimed, filed as the DAG does) with its retrieval diagnosis."""
-    outbox.record_failure(conn, record(n, task_id=f"load_{n}"), diagnose_retries=False)
-    ids = outbox.claim_pending(conn, owner=f"run-{n}", lease_seconds=60, max_attempts=5)
-    (incident_id,) = incidents.file_claimed_events(conn, ids, f"run-{n}").incident_ids
-    diagnosis = Diagnosis(
-        error_class="network_transient",
-        transience="transient",
-        root_cause="connection refused",
-        action="retry",
-        confidence=0.9,
-        explanation="the broker refused connections for a moment",
-    )
+    incident_id = filed_incident_id(conn, n, task_id=f"load_{n}")
     conn.execute(
         "INSERT INTO medic.diagnoses (incident_id, source, error_class, action, confidence, automatic,"
         " decision_reason, diagnosis, neighbours) VALUES (%s, 'retrieval', 'network_transient', 'retry', 0.9,"
         " false, 'retrieval', %s, '[]')",
-        (incident_id, Jsonb(diagnosis.model_dump(mode="json"))),
+        (incident_id, Jsonb(RETRY_DIAGNOSIS.model_dump(mode="json"))),
     )
     conn.execute("UPDATE medic.incidents SET status = 'diagnosed' WHERE id = %s", (incident_id,))
     return incident_id

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from psycopg.types.json import Jsonb
 
-from medic import incidents, outbox, remediation, verification
-from medic.diagnosis import Diagnosis
+from medic import remediation, verification
 from medic.embedding import get_embedder
-from tests.integration.helpers import record
+from tests.integration.helpers import RETRY_DIAGNOSIS, filed_incident_id
 
 
 @pytest.fixture(scope="module")
@@ -18,23 +17,12 @@ def embedder():
 
 def filed_incident(conn, n: int, task_id: str = "load") -> int:
     """A real incident: captured, claimed and filed as the DAG does; diagnosed as retry."""
-    outbox.record_failure(conn, record(n, task_id=task_id, try_number=2), diagnose_retries=False)
-    owner = f"run-{n}"
-    ids = outbox.claim_pending(conn, owner=owner, lease_seconds=60, max_attempts=5)
-    (incident_id,) = incidents.file_claimed_events(conn, ids, owner).incident_ids
-    diagnosis = Diagnosis(
-        error_class="network_transient",
-        transience="transient",
-        root_cause="connection refused",
-        action="retry",
-        confidence=0.9,
-        explanation="transient",
-    )
+    incident_id = filed_incident_id(conn, n, task_id=task_id, try_number=2)
     (diagnosis_id,) = conn.execute(
         "INSERT INTO medic.diagnoses (incident_id, source, error_class, action, confidence, automatic,"
         " decision_reason, diagnosis) VALUES (%s, 'retrieval', 'network_transient', 'retry', 0.9, true, 'test', %s)"
         " RETURNING id",
-        (incident_id, Jsonb(diagnosis.model_dump(mode="json"))),
+        (incident_id, Jsonb(RETRY_DIAGNOSIS.model_dump(mode="json"))),
     ).fetchone()
     conn.execute(
         "UPDATE medic.incidents SET status = 'remediating', route = 'auto', diagnosis_id = %s WHERE id = %s",
