@@ -6,7 +6,7 @@
 #
 # docker-compose.yaml builds and runs both. The medic package is installed (not editable) into
 # the image's Airflow environment because the triggerer cannot import DAG-bundle code (Airflow
-# ADR 0005): FailureEventTrigger must be importable as `medic.triggers`. The bundle (dags/,
+# ADR 0005): FailureEventTrigger must be importable as `medic.triggers.watchers`. The bundle (dags/,
 # assets/, plugins/, include/) lives in AIRFLOW_HOME, which is on PYTHONPATH as in the Astro
 # runtime, so DAG files can import `assets`.
 #
@@ -39,12 +39,17 @@ RUN TORCH_INDEX_URL="${TORCH_INDEX_URL}" \
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/
 COPY --chown=airflow:0 assets/ /opt/airflow/assets/
 COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
-# The demo_* DAGs (schedule=None, tagged medic-demo) fail on purpose when triggered; leave them
-# out of a production image with --build-arg MEDIC_DEMO_DAGS=false.
+COPY --chown=airflow:0 tools/pyproject.toml /opt/airflow/tools/pyproject.toml
+COPY --chown=airflow:0 tools/medic_dev/ /opt/airflow/tools/medic_dev/
+# The demo_* DAGs (schedule=None, tagged medic-demo) fail on purpose when triggered; their task
+# code is the development tools' (medic_dev.examples), installed only with them. Leave both out
+# of a production image with --build-arg MEDIC_DEMO_DAGS=false.
 ARG MEDIC_DEMO_DAGS=true
 # /opt/airflow/auth: where docker-compose.yaml keeps the SimpleAuthManager passwords file (a
 # volume that takes this directory's owner and mode when it is first created).
-RUN if [ "${MEDIC_DEMO_DAGS}" != "true" ]; then rm -f /opt/airflow/dags/demo_*.py; fi \
+RUN if [ "${MEDIC_DEMO_DAGS}" = "true" ]; then uv pip install --python "$(command -v python)" --no-cache --no-deps /opt/airflow/tools; \
+    else rm -f /opt/airflow/dags/demo_*.py; fi \
+ && rm -rf /opt/airflow/tools \
  && mkdir -p -m 700 /opt/airflow/auth
 
 # medic's schema is migrated by `medic migrate` (once per deployment and upgrade, like `airflow db

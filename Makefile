@@ -11,11 +11,11 @@ TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl))
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml requirements.txt
+$(VENV)/.installed: pyproject.toml tools/pyproject.toml requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check uv
 	$(if $(TORCH_WHEEL),$(UV) pip install --python $(PY) $(TORCH_WHEEL))
-	$(UV) pip install --python $(PY) -r requirements.txt -e ".[embedded,embeddings,celery,dev]"
+	$(UV) pip install --python $(PY) -r requirements.txt -e ".[embeddings,celery,dev]" -e tools
 	@touch $@
 
 # The generation environment ([medic] llm_python): its own interpreter, never imported by Airflow.
@@ -26,7 +26,7 @@ $(LLM_VENV)/.installed: requirements-llm.txt requirements-llm-overrides.txt pypr
 	@test -x $(LLM_VENV)/bin/python || python3 -m venv $(LLM_VENV)
 	$(if $(TORCH_WHEEL),$(UV) pip install --python $(LLM_VENV)/bin/python $(TORCH_WHEEL))
 	$(UV) pip install --python $(LLM_VENV)/bin/python -r requirements-llm.txt --override requirements-llm-overrides.txt
-	$(UV) pip install --python $(LLM_VENV)/bin/python --no-deps -e .
+	$(UV) pip install --python $(LLM_VENV)/bin/python --no-deps -e . -e tools
 	@touch $@
 
 demo: install

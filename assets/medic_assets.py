@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from airflow.sdk import Asset, AssetWatcher
 
-from medic.triggers import FailureEventTrigger, RunbookChangeTrigger, VerifiedOutcomeTrigger
+from medic.triggers.watchers import FailureEventTrigger, RunbookChangeTrigger, VerifiedOutcomeTrigger
 
 #: Every failed task in the deployment becomes an event on this asset (via the outbox).
 MEDIC_TASK_FAILURES = Asset(

@@ -16,19 +16,19 @@ from airflow.sdk import dag, task
 def demo_bad_inputs():
     @task
     def huge_log(params=None) -> None:
-        from medic.examples import huge_log_then_fail
+        from medic_dev.examples import huge_log_then_fail
 
         huge_log_then_fail(int(params["log_megabytes"]))
 
     @task
     def binary_output() -> None:
-        from medic.examples import binary_output_then_fail
+        from medic_dev.examples import binary_output_then_fail
 
         binary_output_then_fail()
 
     @task
     def unprintable_error() -> None:
-        from medic.examples import unprintable_failure
+        from medic_dev.examples import unprintable_failure
 
         unprintable_failure()
 

@@ -14,7 +14,7 @@ def demo_buggy_transform():
 
     @task
     def transform(rows: list[dict]) -> list[dict]:
-        from medic.examples import transform_orders
+        from medic_dev.examples import transform_orders
 
         return transform_orders(rows)
 

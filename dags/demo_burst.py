@@ -21,7 +21,7 @@ def demo_burst():
 
     @task
     def process_shard(index: int) -> None:
-        from medic.examples import burst_failure
+        from medic_dev.examples import burst_failure
 
         burst_failure(index)
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import dag, get_current_context, task
 
-from medic.examples import REFUSING_ENDPOINT
+from medic_dev.examples import REFUSING_ENDPOINT
 
 
 @dag(
@@ -21,7 +21,7 @@ from medic.examples import REFUSING_ENDPOINT
 def demo_flaky_api():
     @task
     def fetch_orders() -> int:
-        from medic.examples import fetch_orders as fetch
+        from medic_dev.examples import fetch_orders as fetch
 
         context = get_current_context()
         params = context["params"]

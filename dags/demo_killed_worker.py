@@ -10,7 +10,7 @@ from airflow.sdk import dag, task
 def demo_killed_worker():
     @task(retries=0)
     def load_partition() -> None:
-        from medic.examples import killed_by_the_kernel
+        from medic_dev.examples import killed_by_the_kernel
 
         killed_by_the_kernel()
 

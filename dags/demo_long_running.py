@@ -10,7 +10,7 @@ from airflow.sdk import dag, task
 def demo_long_running():
     @task
     def wait_for_export() -> None:
-        from medic.examples import wait_for_export
+        from medic_dev.examples import wait_for_export
 
         wait_for_export(seconds=300)
 

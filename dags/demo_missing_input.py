@@ -10,7 +10,7 @@ from airflow.sdk import dag, get_current_context, task
 def demo_missing_input():
     @task
     def load_landing_file() -> int:
-        from medic.examples import demo_data_dir, load_landing_file
+        from medic_dev.examples import demo_data_dir, load_landing_file
 
         # runs triggered without a logical date have no ds: use the run's start day
         day = get_current_context()["dag_run"].run_after.strftime("%Y-%m-%d")

@@ -10,7 +10,7 @@ from airflow.sdk import dag, task
 def demo_partner_api():
     @task
     def sync_partner_accounts() -> None:
-        from medic.examples import call_partner_api
+        from medic_dev.examples import call_partner_api
 
         call_partner_api()
 

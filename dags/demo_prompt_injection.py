@@ -14,7 +14,7 @@ from airflow.sdk import dag, task
 def demo_prompt_injection():
     @task
     def validate_partner_file() -> None:
-        from medic.examples import injected_log_then_fail
+        from medic_dev.examples import injected_log_then_fail
 
         injected_log_then_fail()
 

@@ -10,7 +10,7 @@ from airflow.sdk import dag, task
 def demo_warehouse_load():
     @task
     def load_warehouse() -> None:
-        from medic.examples import load_warehouse
+        from medic_dev.examples import load_warehouse
 
         load_warehouse()
 

@@ -21,7 +21,7 @@ from airflow.sdk import dag, get_current_context, task
 
 from assets.medic_assets import MEDIC_TASK_FAILURES
 from medic import config
-from medic.operators import ApprovalLinkNotifier, ApproveRemediationOperator, RemediateOperator
+from medic.remediate.operators import ApprovalLinkNotifier, ApproveRemediationOperator, RemediateOperator
 
 LLM_BACKEND = config.get("llm_backend").strip().lower() or "none"
 LLM_PYTHON = config.get("llm_python").strip()
@@ -47,7 +47,7 @@ APPROVAL_TIMEOUT = timedelta(minutes=config.get_float("approval_timeout_minutes"
 def medic_diagnose():
     @task
     def claim_failure_events() -> list[int]:
-        from medic import pipeline
+        from medic.tasks import pipeline
 
         context = get_current_context()
         pipeline.log.info("medic: woken by %s", pipeline.wakeup_summary(context["triggering_asset_events"]))
@@ -55,13 +55,13 @@ def medic_diagnose():
 
     @task
     def file_incidents(event_ids: list[int]) -> dict:
-        from medic import pipeline
+        from medic.tasks import pipeline
 
         return pipeline.file_incidents(event_ids, owner=get_current_context()["run_id"])
 
     @task
     def diagnose_incidents(filing: dict) -> dict:
-        from medic import pipeline
+        from medic.tasks import pipeline
 
         return pipeline.diagnose_incidents(filing)
 
@@ -75,7 +75,7 @@ def medic_diagnose():
     @task(trigger_rule="all_done")
     def decide_incidents(diagnosed: dict) -> list[dict]:
         """Returns the automatic plans (mapped at once); the approvals go on under their own key."""
-        from medic import pipeline
+        from medic.tasks import pipeline
 
         ti = get_current_context()["ti"]
         generated = None
@@ -87,7 +87,7 @@ def medic_diagnose():
 
     @task
     def prepare_approvals() -> list[dict]:
-        from medic import pipeline
+        from medic.tasks import pipeline
 
         plans = get_current_context()["ti"].xcom_pull(task_ids="decide_incidents", key="approvals")
         return pipeline.prepare_approvals(plans)
@@ -114,7 +114,7 @@ def medic_diagnose():
             execution_timeout=LLM_TASK_TIMEOUT,
         )
         def generate_over_http(diagnosed: dict) -> dict | None:
-            from medic import pipeline
+            from medic.tasks import pipeline
 
             return pipeline.generate_in_process(diagnosed)
 

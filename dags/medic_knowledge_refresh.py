@@ -24,7 +24,7 @@ from assets.medic_assets import MEDIC_KNOWLEDGE
 def medic_knowledge_refresh():
     @task
     def refresh_runbooks() -> dict:
-        from medic import pipeline
+        from medic.tasks import pipeline
 
         return pipeline.refresh_knowledge()
 

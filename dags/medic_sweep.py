@@ -34,7 +34,7 @@ SWEEP_EVERY = timedelta(minutes=config.get_float("sweep_interval_minutes"))
 def medic_sweep():
     @task(execution_timeout=timedelta(minutes=10))
     def sweep_uncaptured_failures() -> dict:
-        from medic import sweep
+        from medic.capture import sweep
 
         return sweep.run_sweep()
 

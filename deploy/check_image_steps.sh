@@ -181,8 +181,8 @@ export PATH="$venv/bin:$work/bin:$PATH"
 py="$venv/bin/python"
 
 # ---- 2. what the image must do ----------------------------------------------------------------
-check "imports: medic.triggers, medic.capture, sdk" \
-    "$py" -c "import medic.triggers, medic.capture; from airflow.sdk import dag; print('ok')"
+check "imports: medic.triggers.watchers, medic.capture.listener, sdk" \
+    "$py" -c "import medic.triggers.watchers, medic.capture.listener; from airflow.sdk import dag; print('ok')"
 check "airflow version" airflow version
 check "medic installed (not editable)" bash -c "cd / && env -u PYTHONPATH '$py' -c \"import medic.triggers as t; assert '/site-packages/medic/' in t.__file__, t.__file__; print(t.__file__)\""
 check "torch is the CPU build, no nvidia-*" bash -c "! uv pip list --python '$py' 2>/dev/null | grep -i '^nvidia-' && '$py' -c 'import torch; v = torch.__version__; assert v.endswith(\"+cpu\"), v; print(v)'"

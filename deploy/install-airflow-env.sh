@@ -44,4 +44,4 @@ fi
 #    trigger cannot be imported outside the bundle.
 "$uv" pip check --python "$python"
 (cd / && env -u PYTHONPATH "$python" -c \
-    "import medic.triggers, medic.capture, medic.migrate; assert medic.migrate.available()")
+    "import medic.triggers.watchers, medic.capture.listener, medic.migrate; assert medic.migrate.available()")

@@ -1,7 +1,7 @@
 """medic's Airflow plugin: the listener (failures into the outbox; successes verify medic's fixes)
 and the incidents view (a FastAPI app in the api-server, shown in the UI's navigation).
 
-Kept thin: the logic is ``medic.capture`` and ``medic.incident_report``, plain Python with tests.
+Kept thin: the logic is ``medic.capture.listener`` and ``medic.view.report``, plain Python with tests.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
 
-from medic.web import EXTERNAL_VIEW
+from medic.view import EXTERNAL_VIEW
 
 
 class _FailureListener:
@@ -18,24 +18,24 @@ class _FailureListener:
     @hookimpl
     def on_task_instance_failed(self, previous_state, task_instance, error) -> None:
         try:
-            from medic.capture import capture_failure
+            from medic.capture.listener import capture_failure
 
             capture_failure(task_instance, error)
         except Exception:  # the listener must never raise into the task
             import logging
 
-            logging.getLogger("medic.capture").exception("medic: listener error (failure not captured)")
+            logging.getLogger("medic.capture.listener").exception("medic: listener error (failure not captured)")
 
     @hookimpl
     def on_task_instance_success(self, previous_state, task_instance) -> None:
         try:
-            from medic.capture import record_success
+            from medic.capture.listener import record_success
 
             record_success(task_instance)
         except Exception:  # the listener must never raise into the task
             import logging
 
-            logging.getLogger("medic.capture").exception("medic: listener error (success not verified)")
+            logging.getLogger("medic.capture.listener").exception("medic: listener error (success not verified)")
 
 
 class _BuiltOnFirstUse:
@@ -43,7 +43,7 @@ class _BuiltOnFirstUse:
     task process loads this plugin (importing FastAPI there would cost about a second)."""
 
     def __get__(self, instance: object, owner: type) -> list[dict]:
-        from medic.web.app import plugin_app
+        from medic.view.app import plugin_app
 
         return [plugin_app()]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from medic.stack import Stack, free_port
+from medic_dev.stack import Stack, free_port
 
 IT_CONN_ID = "medic_it_db"
 IT_DATABASE = "medic_it"
@@ -37,7 +37,7 @@ def stack_home(request: pytest.FixtureRequest) -> Iterator[Path]:
 def embedded(stack_home: Path) -> Iterator[Stack]:
     """The session's embedded stack handle; PostgreSQL started, Airflow not (yet)."""
     runbooks = stack_home / "runbooks"  # the stack's own copy: tests may edit it
-    shutil.copytree(Path(__file__).resolve().parents[1] / "include" / "runbooks", runbooks)
+    shutil.copytree(Path(__file__).resolve().parents[1] / "include" / "medic" / "diagnose" / "runbooks", runbooks)
     stack = Stack(
         home=stack_home,
         api_port=free_port(),
@@ -111,5 +111,5 @@ def tiny_model(llm_python: str, tmp_path_factory: pytest.TempPathFactory) -> str
     import subprocess
 
     out = tmp_path_factory.mktemp("tiny-llm")
-    subprocess.run([llm_python, "-m", "medic.llm.tiny", str(out)], check=True, capture_output=True, timeout=300)
+    subprocess.run([llm_python, "-m", "medic_dev.tiny_model", str(out)], check=True, capture_output=True, timeout=300)
     return str(out)

@@ -17,6 +17,11 @@ from typing import Any, Protocol
 import httpx
 
 
+def parse_time(ts: str) -> datetime:
+    """A timestamp as the REST API writes it (ISO 8601, ``Z`` for UTC)."""
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
 @dataclass(frozen=True)
 class ClearedInstance:
     run_id: str

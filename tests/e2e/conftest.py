@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from medic.airflow_rest import AirflowClient
-from medic.stack import COMPONENTS
+from medic_dev.stack import COMPONENTS
 
 
 @pytest.fixture(autouse=True)
@@ -20,6 +19,6 @@ def all_components_running(stack):
 @pytest.fixture(scope="module")
 def client(stack):
     """A REST client of the stack's api-server, logged in as the admin user."""
-    client = AirflowClient.for_stack(stack)
+    client = stack.client()
     yield client
     client.close()

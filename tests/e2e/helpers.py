@@ -4,7 +4,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from medic.stack import Stack
+from medic_dev.stack import Stack
 
 T = TypeVar("T")
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from medic.airflow_rest import AirflowClient
-from medic.stack import COMPONENTS, Stack, free_port
+from medic_dev.rest_client import DevRestClient
+from medic_dev.stack import COMPONENTS, Stack, free_port
 from tests.e2e.helpers import query, wait_filed, wait_for
 
 # no skip without Redis: the stack says "apt-get install redis-server" and the test errors
@@ -61,8 +61,8 @@ def all_components_running(celery_stack: Stack) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def client(celery_stack: Stack) -> Iterator[AirflowClient]:
-    client = AirflowClient.for_stack(celery_stack)
+def client(celery_stack: Stack) -> Iterator[DevRestClient]:
+    client = celery_stack.client()
     yield client
     client.close()
 
@@ -82,7 +82,7 @@ def _stack_processes(stack: Stack) -> list[str]:
     return left
 
 
-def _settled(client: AirflowClient, run_id: str, task_ids: tuple[str, ...]) -> dict[str, dict] | None:
+def _settled(client: DevRestClient, run_id: str, task_ids: tuple[str, ...]) -> dict[str, dict] | None:
     tis = {ti["task_id"]: ti for ti in client.task_instances("medic_diagnose", run_id)}
     done = ("success", "failed", "upstream_failed", "skipped")
     return tis if all(tis.get(t, {}).get("state") in done for t in task_ids) else None

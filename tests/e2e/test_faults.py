@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from medic.stack import COMPONENTS
+from medic_dev.stack import COMPONENTS
 from tests.e2e.helpers import events_of_run, query, run_sweep, settled, wait_filed, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from medic.airflow_rest import parse_time
+from medic.airflow_api import parse_time
 from tests.e2e.helpers import query, run_bench, wait_filed, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from medic.airflow_rest import AirflowClient
 from tests.e2e.helpers import query, wait_for
 
 pytestmark = pytest.mark.e2e
 
 
 def test_a_runbook_edit_is_reembedded_by_an_asset_triggered_refresh(stack) -> None:
-    client = AirflowClient.for_stack(stack)
+    client = stack.client()
 
     def runs() -> list[dict]:
         return client.get("/api/v2/dags/medic_knowledge_refresh/dagRuns", limit=50)["dag_runs"]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from medic.examples import PLANTED_PASSWORD
+from medic_dev.examples import PLANTED_PASSWORD
 from tests.e2e.helpers import events_of_run, query, wait_filed, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -106,7 +106,7 @@ def test_a_tight_burst_of_30_captures_is_filed_exactly(stack, monkeypatch) -> No
     import airflow.sdk  # noqa: F401  (loaded in real task processes; not part of capture time)
 
     from medic import db
-    from medic.capture import capture_failure
+    from medic.capture.listener import capture_failure
     from tests.unit.test_records import FakeTaskInstance
 
     monkeypatch.setenv("AIRFLOW_CONN_MEDIC_DB", json.dumps(stack.medic_conn()))
@@ -185,7 +185,7 @@ def test_new_incidents_are_diagnosed_from_failure_memory(
 
 
 def test_a_connection_secret_echoed_by_a_client_never_leaves_the_task(stack, client) -> None:
-    from medic.examples import PLANTED_API_KEY
+    from medic_dev.examples import PLANTED_API_KEY
 
     run_id = client.trigger("demo_partner_api")
     client.wait_for_run("demo_partner_api", run_id)

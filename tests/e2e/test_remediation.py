@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from medic.airflow_rest import AirflowClient, parse_time
-from medic.stack import SERVICE_USER
+from medic.airflow_api import parse_time
+from medic_dev.rest_client import DevRestClient
+from medic_dev.stack import SERVICE_USER
 from tests.e2e.helpers import query, run_bench, wait_filed, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -63,7 +64,7 @@ def remediations(stack, incident_id: int) -> list[dict[str, Any]]:
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
-def parked_approval(client: AirflowClient, diagnose_run: str, incident_id: int, timeout: float = 120) -> int:
+def parked_approval(client: DevRestClient, diagnose_run: str, incident_id: int, timeout: float = 120) -> int:
     """The map index of the incident's approval task once it waits for input, plus 3 s."""
 
     def probe() -> int | None:
@@ -75,7 +76,7 @@ def parked_approval(client: AirflowClient, diagnose_run: str, incident_id: int, 
     return index
 
 
-def settle(stack, client: AirflowClient, dag_id: str) -> None:
+def settle(stack, client: DevRestClient, dag_id: str) -> None:
     """No active incident of ``dag_id`` left from earlier tests: reject what still waits."""
 
     def probe() -> bool:
@@ -94,7 +95,7 @@ def settle(stack, client: AirflowClient, dag_id: str) -> None:
     wait_for(probe, 120, f"earlier incidents of {dag_id} to settle", interval=3)
 
 
-def task_try(client: AirflowClient, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
+def task_try(client: DevRestClient, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
     return next(t for t in client.task_instances(dag_id, run_id) if t["task_id"] == task_id)
 
 
@@ -219,7 +220,7 @@ def test_5_6_unassigned_user_gets_403_and_a_second_answer_409_nothing_applied_tw
     index = parked_approval(client, diagnose_run, incident_id)
     before = task_try(client, "demo_buggy_transform", run_id, "transform")
 
-    service = AirflowClient(stack.api_url, SERVICE_USER, stack.service_password())
+    service = DevRestClient(stack.api_url, SERVICE_USER, stack.service_password())
     try:
         denied = service.respond(DIAGNOSE, diagnose_run, APPROVE, index, "Apply")
     finally:
@@ -298,8 +299,9 @@ def test_8_lineage_of_the_automatic_and_approved_fixes_validates_links_the_faile
     stack,
 ) -> None:
     """Everything the provider and medic wrote to the file transport during this session."""
-    from medic import lineage
-    from medic.examples import PLANTED_API_KEY, PLANTED_PASSWORD
+    from medic.lineage import events as lineage
+    from medic_dev import lineage_files
+    from medic_dev.examples import PLANTED_API_KEY, PLANTED_PASSWORD
 
     fixed = query(
         stack,
@@ -311,12 +313,12 @@ def test_8_lineage_of_the_automatic_and_approved_fixes_validates_links_the_faile
     # the verifying try's listener writes each remediation run's end; give the file a moment
     ends = {str(uuid.uuid5(key, lineage.REMEDIATE_JOB)) for _, _, _, key in fixed}
     wait_for(
-        lambda: all("COMPLETE" in _runs(lineage.read_events(str(stack.lineage_file)), r) for r in ends),
+        lambda: all("COMPLETE" in _runs(lineage_files.read_events(str(stack.lineage_file)), r) for r in ends),
         60,
         "the ends of the remediation runs",
     )
-    events = lineage.read_events(str(stack.lineage_file))
-    validator = lineage.Validator(str(SPEC))
+    events = lineage_files.read_events(str(stack.lineage_file))
+    validator = lineage_files.Validator(str(SPEC))
     problems = [f"{e['job']['name']} {e['eventType']}: {p}" for e in events for p in validator.problems(e)]
     assert problems == [], problems[:10]
     provider_runs = {(e["job"]["name"], e["run"]["runId"]): e["eventType"] for e in events if e["eventType"] == "FAIL"}

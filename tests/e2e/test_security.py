@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from medic.airflow_rest import AirflowClient
-from medic.examples import PLANTED_API_KEY, PLANTED_PASSWORD
-from medic.stack import SERVICE_USER
+from medic_dev.examples import PLANTED_API_KEY, PLANTED_PASSWORD
+from medic_dev.rest_client import DevRestClient
+from medic_dev.stack import SERVICE_USER
 from tests.e2e.helpers import query, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -84,7 +84,7 @@ def test_trigger_kwargs_name_connections_never_hold_credentials(stack, leaky_fai
     )
     assert done.returncode == 0, done.stderr[-2000:]
     triggers = json.loads(done.stdout.strip().splitlines()[-1])
-    ours = [kwargs for classpath, kwargs in triggers if classpath == "medic.triggers.FailureEventTrigger"]
+    ours = [kwargs for classpath, kwargs in triggers if classpath == "medic.triggers.watchers.FailureEventTrigger"]
     assert ours, triggers
     for kwargs in ours:
         assert set(kwargs) == {"conn_id", "poll_seconds", "lease_seconds", "batch_limit"}
@@ -136,7 +136,7 @@ def test_the_service_account_can_clear_task_instances_but_not_touch_connections_
 ) -> None:
     """Role ``user``: read DAGs and task instances, clear them (a dry run here). Not connections,
     variables' writes, pools or approvals (test_remediation test 5 covers those)."""
-    service = AirflowClient(stack.api_url, SERVICE_USER, stack.service_password())
+    service = DevRestClient(stack.api_url, SERVICE_USER, stack.service_password())
     try:
         dry_run = service.request(
             "POST",

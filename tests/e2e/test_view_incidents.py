@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from medic.cli import DEMO_DAGS
-from medic.remediation import APPROVAL_DAG, APPROVAL_TASK, approval_subject_suffix
-from medic.stack import ADMIN_USER
+from medic.remediate.remediation import APPROVAL_DAG, APPROVAL_TASK, approval_subject_suffix
+from medic_dev.stack import ADMIN_USER
 from tests.e2e.helpers import query, wait_filed, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from medic import incidents, outbox
-from medic.diagnosis import Diagnosis
-from medic.records import FailureRecord
+from medic.capture import outbox
+from medic.capture.records import FailureRecord
+from medic.diagnose import incidents
+from medic.diagnose.diagnosis import Diagnosis
 
 #: the diagnosis integration tests give a filed incident: a transient failure, retried
 RETRY_DIAGNOSIS = Diagnosis(

@@ -8,7 +8,8 @@ import threading
 import pytest
 from psycopg.types.json import Jsonb
 
-from medic import generation, pipeline
+from medic.diagnose import generation
+from medic.tasks import pipeline
 from tests.integration.helpers import RETRY_DIAGNOSIS, filed_incident_id
 
 

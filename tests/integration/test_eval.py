@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from medic.embedding import get_embedder
-from medic.evaluate import CaseError, evaluate, load_cases
-from medic.knowledge import load_runbooks
+from medic.diagnose.embedding import get_embedder
+from medic.diagnose.knowledge import load_runbooks
+from medic_dev.evaluate import CaseError, evaluate, load_cases
 
 DEV_CASES = Path(__file__).resolve().parents[3] / "shared" / "failures" / "dev.jsonl"
 

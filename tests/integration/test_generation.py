@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from medic.diagnosis import Diagnosis
-from medic.generation import check_output, model_diagnosis
+from medic.diagnose.diagnosis import Diagnosis
+from medic.diagnose.generation import check_output, model_diagnosis
 from medic.llm import worker
 from medic.llm.backends import GenerationSettings
 from medic.llm.client import IsolatedRunError, run_isolated

@@ -7,9 +7,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from psycopg.types.json import Jsonb
 
-from medic import incident_report as report
-from medic import incidents, outbox, remediation
-from medic.diagnosis import Diagnosis
+from medic.capture import outbox
+from medic.diagnose import incidents
+from medic.diagnose.diagnosis import Diagnosis
+from medic.remediate import remediation
+from medic.view import report
 from tests.integration.helpers import record
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medic import knowledge, memory
-from medic.embedding import DEFAULT_MODEL, Embedder, get_embedder
-from medic.knowledge import Entry, load_runbooks
+from medic.diagnose import knowledge, memory
+from medic.diagnose.embedding import DEFAULT_MODEL, Embedder, get_embedder
+from medic.diagnose.knowledge import Entry, load_runbooks
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from medic import incidents, lineage, outbox, remediation, verification
-from medic.diagnosis import Diagnosis
-from medic.records import build_record
+from medic.capture import outbox
+from medic.capture.records import build_record
+from medic.diagnose import incidents
+from medic.diagnose.diagnosis import Diagnosis
+from medic.lineage import events as lineage
+from medic.remediate import remediation
+from medic.verify import verification
+from medic_dev import lineage_files
 from tests.integration.helpers import record as failure_record
 from tests.unit.test_records import FakeTaskInstance, _raise
 
@@ -42,10 +47,10 @@ class _Conn:
 
 
 @pytest.fixture(scope="module")
-def validator() -> lineage.Validator:
+def validator() -> lineage_files.Validator:
     if not SPEC.exists():
         pytest.skip("shared/openlineage-spec is not beside this checkout")
-    return lineage.Validator(str(SPEC))
+    return lineage_files.Validator(str(SPEC))
 
 
 def _record(password: str = "Hunter2-planted"):

@@ -8,7 +8,8 @@ import time
 import psycopg
 import pytest
 
-from medic import incidents, outbox
+from medic.capture import outbox
+from medic.diagnose import incidents
 from medic.migrate import MigrationError, migrate
 from tests.integration.helpers import record
 
@@ -185,7 +186,7 @@ def test_a_manual_mark_wins_in_either_order_and_the_richer_evidence_stays(it_con
 
 
 def test_an_incident_carries_the_fingerprint_retrieval_matches_on(it_conn) -> None:
-    from medic.memory import prepare_record
+    from medic.diagnose.memory import prepare_record
 
     failure = record(message="could not connect to 10.0.0.5:5432", exc="psycopg.OperationalError")
     outbox.record_failure(it_conn, failure, diagnose_retries=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from psycopg.types.json import Jsonb
 
-from medic import pipeline
+from medic.tasks import pipeline
 from tests.integration.test_budget import filed
 
 #: what retrieval found: a verified resolution of the same failure by a retry (gate 1 passes)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from medic import outbox
-from medic.triggers import FailureEventTrigger
+from medic.capture import outbox
+from medic.triggers.watchers import FailureEventTrigger
 from tests.integration.helpers import record
 
 
@@ -21,7 +21,7 @@ def _insert(conn, n: int) -> int:
 def test_serialize_round_trip_holds_no_secret(it_db) -> None:
     trigger = FailureEventTrigger(conn_id=it_db, poll_seconds=7, lease_seconds=30)
     path, kwargs = trigger.serialize()
-    assert path == "medic.triggers.FailureEventTrigger"
+    assert path == "medic.triggers.watchers.FailureEventTrigger"
     assert kwargs == {"conn_id": it_db, "poll_seconds": 7.0, "lease_seconds": 30, "batch_limit": 1000}
     assert FailureEventTrigger(**kwargs).serialize() == (path, kwargs)
 
@@ -78,7 +78,7 @@ def test_trigger_survives_a_database_restart(embedded, it_conn, it_db) -> None:
 
 
 def test_runbook_changes_fire_and_an_unchanged_folder_does_not(tmp_path) -> None:
-    from medic.triggers import RunbookChangeTrigger
+    from medic.triggers.watchers import RunbookChangeTrigger
 
     (tmp_path / "timeout.md").write_text("---\nerror_class: timeout\n---\nv1")
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from psycopg.types.json import Jsonb
 
-from medic import remediation, verification
-from medic.embedding import get_embedder
+from medic.diagnose.embedding import get_embedder
+from medic.remediate import remediation
+from medic.verify import verification
 from tests.integration.helpers import RETRY_DIAGNOSIS, filed_incident_id
 
 

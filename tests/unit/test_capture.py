@@ -10,7 +10,7 @@ import time
 import pytest
 
 from medic import db
-from medic.capture import capture_failure
+from medic.capture.listener import capture_failure
 from tests.unit.test_records import FakeTaskInstance
 
 
@@ -81,8 +81,8 @@ def test_server_processes_never_wait_on_the_database(conn_env, monkeypatch) -> N
 
 
 def test_a_full_queue_drops_with_a_reason_instead_of_growing(conn_env, monkeypatch) -> None:
-    from medic.capture import BackgroundWriter
-    from medic.records import build_record
+    from medic.capture.listener import BackgroundWriter
+    from medic.capture.records import build_record
 
     server = socket.socket()  # a database that accepts and never answers: the writer is stuck
     server.bind(("127.0.0.1", 0))

@@ -379,7 +379,7 @@ def test_components_find_each_other_and_the_databases_exist() -> None:
     assert host in services and databases[database] == user
     # lineage: medic's scrubbing wrapper around HTTP to the Marquez API service
     transport = json.loads(env["AIRFLOW__OPENLINEAGE__TRANSPORT"])
-    assert transport["type"] == "medic.lineage_transport.ScrubbingTransport"
+    assert transport["type"] == "medic.lineage.transport.ScrubbingTransport"
     host, port = re.match(r"http://([\w-]+):(\d+)$", transport["transport"]["url"]).groups()
     marquez = services[host]
     config = yaml.safe_load((ROOT / marquez["volumes"][0].split(":")[0]).read_text())

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from medic.fingerprint import last_exception, message_template, signature, user_frames
+from medic.diagnose.fingerprint import last_exception, message_template, signature, user_frames
 
 TB = """Traceback (most recent call last):
   File "/opt/venv/lib/python3.11/site-packages/airflow/sdk/execution_time/task_runner.py", line 900, in run

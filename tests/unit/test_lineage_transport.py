@@ -35,7 +35,7 @@ def test_secrets_in_a_providers_fail_event_never_reach_the_file(tmp_path) -> Non
     path = tmp_path / "events.jsonl"
     transport = get_default_factory().create(
         {
-            "type": "medic.lineage_transport.ScrubbingTransport",
+            "type": "medic.lineage.transport.ScrubbingTransport",
             "transport": {"type": "file", "log_file_path": str(path), "append": True},
         }
     )
@@ -52,4 +52,4 @@ def test_secrets_in_a_providers_fail_event_never_reach_the_file(tmp_path) -> Non
 
 def test_a_wrapper_without_a_transport_to_wrap_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match='needs "transport"'):
-        get_default_factory().create({"type": "medic.lineage_transport.ScrubbingTransport"})
+        get_default_factory().create({"type": "medic.lineage.transport.ScrubbingTransport"})

@@ -32,11 +32,11 @@ def test_the_overlay_mounts_a_config_that_points_at_its_own_database() -> None:
 def test_the_stack_wraps_its_transport_so_every_event_is_scrubbed(monkeypatch, tmp_path) -> None:
     from openlineage.client.transport import get_default_factory
 
-    from medic.stack import Stack
+    from medic_dev.stack import Stack
 
     stack = Stack(home=tmp_path, root=ROOT)
     transport = stack.lineage_transport()
-    assert transport["type"] == "medic.lineage_transport.ScrubbingTransport"
+    assert transport["type"] == "medic.lineage.transport.ScrubbingTransport"
     assert transport["transport"] == {
         "type": "file",
         "log_file_path": str(tmp_path / "lineage" / "events.jsonl"),

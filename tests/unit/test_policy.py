@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from medic.diagnosis import Diagnosis
-from medic.knowledge import Match, load_runbooks
-from medic.policy import Guards, Thresholds, decide
+from medic.diagnose.diagnosis import Diagnosis
+from medic.diagnose.knowledge import Match, load_runbooks
+from medic.policy.gate import Guards, Thresholds, decide
 
 BOOKS = {b.error_class: b for b in load_runbooks()}
 T = Thresholds()
@@ -106,7 +106,7 @@ def test_a_failed_fix_at_least_as_close_counts_against_the_support() -> None:
 
 
 def test_a_verified_recurrence_outweighs_a_stray_runbook_signal() -> None:
-    from medic.diagnosis import class_scores
+    from medic.diagnose.diagnosis import class_scores
 
     text = "URLError: <urlopen error [Errno 111] Connection refused> GET http://127.0.0.1:9/v1/orders"
     recurrence = Match(

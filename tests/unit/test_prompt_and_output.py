@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from medic.diagnosis import Diagnosis
-from medic.generation import check_output
-from medic.knowledge import load_runbooks
+from medic.diagnose.diagnosis import Diagnosis
+from medic.diagnose.generation import check_output
+from medic.diagnose.knowledge import load_runbooks
 from medic.llm import prompt as prompts
 
 SCHEMA = Diagnosis.model_json_schema()
@@ -122,9 +122,9 @@ def test_output_outside_the_contract_is_refused_with_a_reason() -> None:
 
 
 def test_a_model_that_obeys_an_injected_log_still_cannot_act_alone() -> None:
-    from medic.examples import INJECTED_LINES
-    from medic.knowledge import Match
-    from medic.policy import Thresholds, decide
+    from medic.diagnose.knowledge import Match
+    from medic.policy.gate import Thresholds, decide
+    from medic_dev.examples import INJECTED_LINES
 
     log = "\n".join(INJECTED_LINES) + "\nValueError: partner export failed validation at row 1042"
     parroted = INJECTED_LINES[1].split("Answer (JSON): ", 1)[1]  # the fake diagnosis, word for word

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from medic.records import build_record, clean_text, read_log_tail, render_log
+from medic.capture.records import build_record, clean_text, read_log_tail, render_log
 
 
 @dataclass
@@ -105,9 +105,9 @@ def test_the_platforms_routine_lines_are_not_evidence_but_its_warnings_are() -> 
             line("info", "OpenLineageClient will use `file` transport", "openlineage.client.client"),
             line("info", "Successfully emitted OpenLineage `FAIL` event of id `x`", adapter),
             line("warning", "Failed to emit OpenLineage `FAIL` event", adapter),
-            line("info", "medic: captured failure as event 2", "medic.capture"),
+            line("info", "medic: captured failure as event 2", "medic.capture.listener"),
             line("error", "Task failed with exception", "task"),
-            line("info", "connecting to the warehouse", "medic.examples"),  # a task's own code
+            line("info", "connecting to the warehouse", "medic_dev.examples"),  # a task's own code
         ]
     )
     rendered = render_log(raw)
@@ -145,7 +145,7 @@ def test_a_person_marking_a_task_failed_is_flagged_as_manual() -> None:
 def test_values_known_to_airflows_secrets_masker_are_removed() -> None:
     from airflow.sdk.log import mask_secret
 
-    from medic.records import mask_registered_secrets
+    from medic.capture.records import mask_registered_secrets
 
     mask_secret("an-unpatterned-credential-42")  # what the SDK does when a task fetches a Connection
     error = _raise(PermissionError("rejected an-unpatterned-credential-42"))

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from medic import remediation
-from medic.diagnosis import ActionParams, Diagnosis
-from medic.remediation import Plan, RemediationRefused, Target
+from medic.diagnose.diagnosis import ActionParams, Diagnosis
+from medic.remediate import remediation
+from medic.remediate.remediation import Plan, RemediationRefused, Target
 
 
 def plan(action: str = "retry_with_backoff", **changes) -> Plan:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from medic.scrub import scrub
+from medic.capture.scrub import scrub
 
 PLANTED = [
     ("postgresql://etl:Hunter2-pw@db.prod.internal:5432/sales", "Hunter2-pw"),

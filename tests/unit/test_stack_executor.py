@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from medic.stack import Stack, StackError, worker_hostname
+from medic_dev.stack import Stack, StackError, worker_hostname
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,7 +40,7 @@ def test_the_celery_stack_uses_its_redis_and_the_metadata_database(tmp_path: Pat
     )
     assert stack.executor_components == ("redis", "worker-default", "worker-llm")
     assert stack.worker_env("llm")["MEDIC_WORKER_NAME"] == "llm"
-    assert stack.worker_env("llm")["AIRFLOW__CORE__HOSTNAME_CALLABLE"] == "medic.stack.worker_hostname"
+    assert stack.worker_env("llm")["AIRFLOW__CORE__HOSTNAME_CALLABLE"] == "medic_dev.stack.worker_hostname"
     with pytest.raises(StackError):
         Stack(home=tmp_path, root=ROOT, executor="kubernetes").env()
 

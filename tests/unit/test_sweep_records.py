@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from medic.examples import PLANTED_PASSWORD
-from medic.sweep import error_of, log_text, record_from_api, try_key
+from medic.capture.sweep import error_of, log_text, record_from_api, try_key
+from medic_dev.examples import PLANTED_PASSWORD
 
 # a task instance as GET /api/v2/dags/~/dagRuns/~/taskInstances returns it (fields medic reads)
 API_TI = {
@@ -33,7 +33,7 @@ def entry(event: str, level: str = "info", logger: str = "task", **extra) -> dic
 
 KILLED_LOG = [
     entry("Successfully emitted OpenLineage `START` event", logger="airflow.providers.openlineage.plugins.adapter"),
-    entry("loading the whole partition into memory", logger="medic.examples"),
+    entry("loading the whole partition into memory", logger="medic_dev.examples"),
     entry(
         "Process terminated by signal. Likely out of memory error (OOM).",
         level="critical",

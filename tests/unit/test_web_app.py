@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from medic.web import app as web
+from medic.view import app as web
 
 
 @pytest.fixture

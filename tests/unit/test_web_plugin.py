@@ -12,7 +12,7 @@ PROBE = """
 import sys
 sys.path.insert(0, {plugins!r})
 import medic_plugin
-assert "medic.web.app" not in sys.modules, "the view's app was imported with the plugin"
+assert "medic.view.app" not in sys.modules, "the view's app was imported with the plugin"
 assert "fastapi" not in sys.modules, "FastAPI was imported with the plugin"
 (entry,) = medic_plugin.MedicPlugin.fastapi_apps
 assert entry["url_prefix"] == "/medic" and entry["app"] is medic_plugin.MedicPlugin.fastapi_apps[0]["app"]

@@ -1,0 +1,210 @@
+"""The Airflow side of generation: settings from ``[medic]``, and validation of what came back.
+
+Model output is data, never instructions: it is parsed as JSON, validated against the
+Diagnosis contract (allow-listed classes and actions, bounded texts, per-action params),
+then checked against what the model was shown: quoted evidence must appear verbatim in the
+failure, and similar incidents must be ones it was offered. Output that fails any of this is
+not repaired into a guess: the incident escalates with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from medic import config
+from medic.diagnose.diagnosis import Diagnosis, contract_text
+from medic.llm.backends import BACKENDS, GenerationSettings
+
+_SPACE = re.compile(r"\s+")
+
+
+def backend_name() -> str:
+    name = config.get("llm_backend").strip().lower() or "none"
+    if name not in BACKENDS:
+        raise ValueError(f"[medic] llm_backend must be one of {BACKENDS}, not {name!r}")
+    return name
+
+
+def settings_from_config(*, with_secret: bool = False) -> GenerationSettings:
+    """The generation settings; the openai endpoint and key come from the ``llm_conn_id`` Connection."""
+    backend = backend_name()
+    base_url, api_key = "", ""
+    if backend == "openai":
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(config.get("llm_conn_id"))
+        base_url = conn.host or ""
+        if base_url and not base_url.startswith(("http://", "https://")):
+            base_url = f"{conn.schema or 'http'}://{base_url}" + (f":{conn.port}" if conn.port else "")
+        api_key = (conn.password or "") if with_secret else ""
+    return GenerationSettings(
+        backend=backend,
+        model=config.get("llm_model"),
+        max_new_tokens=config.get_int("llm_max_new_tokens"),
+        temperature=config.get_float("llm_temperature"),
+        timeout_seconds=config.get_float("llm_timeout_seconds"),
+        base_url=base_url,
+        api_key=api_key,
+    )
+
+
+_BUDGET_LOCK = "medic-generation-budget"
+
+
+def reserve_generations(conn: Any, incident_ids: list[int], per_hour: int) -> tuple[list[int], list[int]]:
+    """Split ``incident_ids`` into those the model may see now and those over the hourly cap.
+
+    The budget is a rolling hour of reservations in ``medic.generation_budget``, taken under
+    one advisory lock; an incident reserved before (a retried task) keeps its reservation.
+    ``per_hour`` 0 or less: no cap. ``conn`` must not be in a transaction of its own.
+    """
+    if not incident_ids:
+        return [], []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_BUDGET_LOCK,))
+        already = {
+            row[0]
+            for row in conn.execute(
+                "SELECT incident_id FROM medic.generation_budget WHERE incident_id = ANY(%s)", (incident_ids,)
+            ).fetchall()
+        }
+        fresh = [i for i in incident_ids if i not in already]
+        if per_hour > 0:
+            (used,) = conn.execute(
+                "SELECT count(*) FROM medic.generation_budget WHERE reserved_at > now() - interval '1 hour'"
+            ).fetchone()
+            room = max(0, per_hour - int(used))
+        else:
+            room = len(fresh)
+        granted, over = fresh[:room], fresh[room:]
+        if granted:
+            conn.execute("INSERT INTO medic.generation_budget (incident_id) SELECT unnest(%s::bigint[])", (granted,))
+    allowed = set(already) | set(granted)
+    return [i for i in incident_ids if i in allowed], over
+
+
+def neighbours(matches: Iterable[Any]) -> list[dict[str, Any]]:
+    """Retrieved entries as stored with a diagnosis and shown in the prompt."""
+    return [
+        {
+            "key": m.source_key,
+            "kind": m.kind,
+            "class": m.error_class,
+            "action": m.action,
+            "outcome": m.outcome,
+            "similarity": round(m.similarity, 4),
+            "via": m.via,
+        }
+        for m in matches
+    ]
+
+
+def prompt_prefix(runbooks: Iterable[Any]) -> str:
+    """The fixed part of every prompt: the same for every incident while the runbooks are."""
+    from medic.llm import prompt as prompts
+
+    return prompts.prompt_prefix(runbooks, Diagnosis.model_json_schema())
+
+
+def prompt_version(runbooks: Iterable[Any]) -> str:
+    """A short digest of the fixed prompt: it changes when instructions, schema or runbooks do."""
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(prompt_prefix(runbooks).encode()).hexdigest()[:16]
+
+
+def incident_prompt(
+    prefix: str,
+    prepared: Any,
+    *,
+    dag_id: str,
+    task_id: str,
+    operator: str | None,
+    similar: Iterable[Mapping[str, Any]],
+    retrieval: Diagnosis | None,
+) -> str:
+    """The whole prompt for one prepared failure; evidence shown as the contract can quote it."""
+    from medic.llm import prompt as prompts
+
+    evidence = prepared.evidence
+    failure = prompts.failure_section(
+        dag_id=dag_id,
+        task_id=task_id,
+        operator=operator,
+        exception=contract_text(f"{evidence.exception_type or 'Error'}: {evidence.message}", 128),
+        evidence_lines=[contract_text(line, 128) for line in evidence.lines],
+        frames=evidence.frames,
+        similar=list(similar),
+        retrieval=retrieval.model_dump(mode="json") if retrieval else None,
+    )
+    return prompts.build_prompt(prefix, failure)
+
+
+@dataclass
+class Checked:
+    diagnosis: Diagnosis | None
+    problem: str | None = None  # why the output was refused (then the incident escalates)
+    notes: list[str] = field(default_factory=list)  # what was dropped from an accepted output
+
+
+def _normal(text: str) -> str:
+    """Compare quotes as the contract writes them (the prompt shows evidence in that form too)."""
+    return _SPACE.sub(" ", contract_text(text, len(text))).strip().lower()
+
+
+def check_output(text: str | None, *, failure_text: str, offered_keys: Iterable[str]) -> Checked:
+    if text is None or not text.strip():
+        return Checked(None, "the model returned nothing")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return Checked(None, f"the model's output is not JSON ({exc.msg} at {exc.pos})")
+    try:
+        diagnosis = Diagnosis.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "output"
+        return Checked(None, f"the model's output breaks the contract at {where}: {first['msg']}"[:300])
+    notes = []
+    haystack = _normal(failure_text)
+    quoted = [line for line in diagnosis.evidence if line.strip() and _normal(line) in haystack]
+    if len(quoted) != len(diagnosis.evidence):
+        notes.append(f"dropped {len(diagnosis.evidence) - len(quoted)} evidence line(s) not found in the failure")
+    offered = set(offered_keys)
+    similar = [key for key in diagnosis.similar_incidents if key in offered]
+    if len(similar) != len(diagnosis.similar_incidents):
+        notes.append(f"dropped {len(diagnosis.similar_incidents) - len(similar)} similar incident(s) never offered")
+    diagnosis = diagnosis.model_copy(update={"evidence": quoted, "similar_incidents": similar})
+    return Checked(diagnosis, None, notes)
+
+
+def model_diagnosis(
+    retrieval: Diagnosis, result: Mapping[str, Any] | None, failure_text: str, offered_keys: Iterable[str]
+) -> tuple[Diagnosis, str | None, list[str]]:
+    """The model's validated diagnosis, or an escalation that says why there is none.
+
+    Returns (diagnosis, problem, notes): ``problem`` is None when the model's output stands.
+    """
+    if result is None:
+        problem = "generation returned nothing for this incident (the generation task failed or timed out)"
+    else:
+        checked = check_output(result.get("text"), failure_text=failure_text, offered_keys=offered_keys)
+        if checked.diagnosis is not None:
+            return checked.diagnosis, None, checked.notes
+        problem = "; ".join(p for p in (result.get("error"), checked.problem) if p)
+    escalation = Diagnosis(
+        error_class=retrieval.error_class,
+        transience="unknown",
+        root_cause=retrieval.root_cause,
+        evidence=retrieval.evidence,
+        action="escalate",
+        confidence=0.0,
+        explanation=contract_text(f"Generation failed, a person decides: {problem}", 128),
+    )
+    return escalation, problem, []
