@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from typing import Protocol
 
 SECTION = "medic"
 
@@ -66,9 +67,10 @@ DEFAULTS: dict[str, str] = {
     "llm_temperature": "0.0",
     # The whole batch, model load included; past it every incident of the batch escalates.
     "llm_timeout_seconds": "300",
-    # Policy (docs/DESIGN.md, "Policy"): gate 1, a verified resolution at least this similar.
-    "verified_similarity": "0.50",
-    # Gate 2: the diagnosis's confidence at least this.
+    # Policy (docs/DESIGN.md, "Policy"): a novel failure's verified resolution by a retry at least
+    # this similar (above the 99.9th percentile of similarities between failures of different classes).
+    "verified_similarity": "0.80",
+    # The evidence's confidence in its class at least this.
     "auto_confidence": "0.65",
     # Loop guard: at most this many automatic remediations per task in the window.
     "loop_guard_max": "3",
@@ -110,10 +112,19 @@ DEFAULTS: dict[str, str] = {
 }
 
 
-def _airflow_conf():
+class _Conf(Protocol):
+    """The part of Airflow's config object read here (typed so, without importing Airflow)."""
+
+    def has_option(self, section: str, key: str) -> bool: ...
+
+    def get(self, section: str, key: str) -> object: ...
+
+
+def _airflow_conf() -> _Conf | None:
     """Airflow's config object when this process already loaded it, else None."""
     module = sys.modules.get("airflow.configuration")
-    return getattr(module, "conf", None) if module else None
+    conf: _Conf | None = getattr(module, "conf", None) if module else None
+    return conf
 
 
 def get(key: str) -> str:

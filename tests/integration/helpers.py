@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 from medic.capture import outbox
 from medic.capture.records import FailureRecord
 from medic.diagnose import incidents
-from medic.diagnose.diagnosis import Diagnosis
+from medic.contract import Diagnosis
 
 #: the diagnosis integration tests give a filed incident: a transient failure, retried
 RETRY_DIAGNOSIS = Diagnosis(

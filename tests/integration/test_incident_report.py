@@ -9,7 +9,7 @@ from psycopg.types.json import Jsonb
 
 from medic.capture import outbox
 from medic.diagnose import incidents
-from medic.diagnose.diagnosis import Diagnosis
+from medic.contract import Diagnosis
 from medic.remediate import remediation
 from medic.view import report
 from tests.integration.helpers import record

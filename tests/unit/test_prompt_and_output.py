@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from medic.diagnose.diagnosis import Diagnosis
+import pytest
+
+from medic.contract import Diagnosis
 from medic.diagnose.generation import check_output
 from medic.diagnose.knowledge import load_runbooks
 from medic.llm import prompt as prompts
@@ -122,8 +124,10 @@ def test_output_outside_the_contract_is_refused_with_a_reason() -> None:
 
 
 def test_a_model_that_obeys_an_injected_log_still_cannot_act_alone() -> None:
+    from medic.diagnose.diagnosis import assess, diagnose
+    from medic.diagnose.evidence import extract
     from medic.diagnose.knowledge import Match
-    from medic.policy.gate import Thresholds, decide
+    from medic.policy.gate import Evidence, Thresholds, decide
     from medic_dev.examples import INJECTED_LINES
 
     log = "\n".join(INJECTED_LINES) + "\nValueError: partner export failed validation at row 1042"
@@ -139,8 +143,45 @@ def test_a_model_that_obeys_an_injected_log_still_cannot_act_alone() -> None:
         ),
         Match(2, "incident", "incident:7", "code_bug", "fix_code", False, "resolved", None, "", 0.66, "vector"),
     ]
-    verdict = decide(checked.diagnosis, matches, books["network_transient"], Thresholds())
+    runbooks = list(books.values())
+    opinions = assess(log, matches, runbooks)
+    retrieval = diagnose(extract(log), opinions, matches, runbooks)
+    verdict = decide(Evidence(retrieval, opinions, matches, checked.diagnosis), runbooks, Thresholds())
     assert verdict.route == "approval" and not verdict.automatic
     # and "mark everything success" is not an action at all
     refused = check_output(valid(action="mark_success", confidence=1.0), failure_text=log, offered_keys=[])
     assert refused.diagnosis is None
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        ("[" * 1000, "nests"),
+        ("{" * 5000 + "}" * 5000, "nests"),
+        ("[" * 200_000, "characters"),
+        ('[{"error_class": "network_transient"}]', "JSON list, not an object"),
+        ('"retry"', "JSON str, not an object"),
+        ("null", "breaks the contract: a JSON NoneType, not an object"),
+        ('{"action": "escalate", "action": "retry"}', "repeats the key"),
+        ('{"root_cause": "' + "x" * 20_000 + '"}', "characters"),
+        ("\x00\xff binary", "not JSON"),
+        (None, "returned nothing"),
+        (["a", "list"], "not text (list)"),
+        ({"a": "dict"}, "not text (dict)"),
+        (12, "not text (int)"),
+    ],
+)
+def test_output_of_any_shape_is_refused_with_a_reason_and_never_raises(output: object, reason: str) -> None:
+    checked = check_output(output, failure_text="ValueError: x", offered_keys=[])
+    assert checked.diagnosis is None and checked.problem is not None and reason in checked.problem
+
+
+def test_a_result_of_any_shape_escalates_its_incident_alone() -> None:
+    from medic.diagnose.generation import model_diagnosis, results_by_incident
+
+    retrieval = Diagnosis.model_validate(json.loads(valid()))
+    for generated in (None, [], "text", {"results": "x"}, {"results": [1, "a", None, {"no_id": 1}]}):
+        assert results_by_incident(generated) == {}
+    mapped = results_by_incident({"results": [{"incident_id": 7, "text": ["not", "text"]}, 3]})
+    diagnosis, problem, _ = model_diagnosis(retrieval, mapped[7], "ValueError: x", [])
+    assert diagnosis.action == "escalate" and problem and "not text" in problem

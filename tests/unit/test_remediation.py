@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from medic.diagnose.diagnosis import ActionParams, Diagnosis
+from medic.contract import ActionParams, Diagnosis
 from medic.remediate import remediation
 from medic.remediate.remediation import Plan, RemediationRefused, Target
 

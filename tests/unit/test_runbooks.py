@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from medic.diagnose.knowledge import ACTIONS, ERROR_CLASSES, RunbookError, load_runbooks, parse_runbook
+from medic.contract import ACTIONS, ERROR_CLASSES
+from medic.diagnose.knowledge import RunbookError, load_runbooks, parse_runbook
 
 
 def test_one_runbook_per_class_each_with_an_allowed_action_signals_and_examples() -> None:

@@ -1,12 +1,10 @@
-"""Diagnosis: the contract (also the JSON schema an LLM will be given) and the retrieval-only path.
+"""Diagnosis from evidence alone: independent opinions about the class, combined into a ``Diagnosis``.
 
-The retrieval-only diagnosis stands when no LLM is configured. It scores the 13 classes from
-two kinds of evidence: the signals of each class's runbook found in the failure text, and the
-similarity-weighted votes of the nearest knowledge entries (runbook examples and verified past
-incidents). The action comes from a verified similar incident when one is close enough, else
-from the runbook of the chosen class. Whether it may run automatically is decided by the
-two gates of the policy: an auto-safe action backed by a verified similar resolution above
-the similarity threshold, and a confidence above its threshold.
+Two lines of evidence are kept apart so the policy can ask whether they agree: the failure's
+own words (structured facts and runbook signals found in the text) and retrieval (the
+similarity-weighted votes of the nearest runbook examples and verified past incidents). A
+verified fix of the same fingerprint is a third, strongest line. ``diagnose`` combines them;
+it never decides what may happen (that is ``medic.policy``).
 """
 
 from __future__ import annotations
@@ -14,98 +12,120 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Annotated, Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
-
+from medic.contract import ERROR_CLASSES, Diagnosis, contract_text, transience_of
 from medic.diagnose.evidence import Evidence
-from medic.diagnose.knowledge import ACTIONS, ERROR_CLASSES, Match, Runbook
-from medic.policy.gate import AUTO_SAFE_ACTIONS, Thresholds, decide
-
-ErrorClass = Literal[ERROR_CLASSES]  # type: ignore[valid-type]
-Action = Literal[ACTIONS]  # type: ignore[valid-type]
-TRANSIENT = {"network_transient", "rate_limited", "upstream_unavailable", "worker_lost", "db_contention"}
-INTERMITTENT = {"timeout", "resource_exhausted"}
-__all__ = ["AUTO_SAFE_ACTIONS", "Decision", "Diagnosis", "Thresholds", "diagnose_from_retrieval"]
-
-# Texts are printable ASCII without '"' and '\\', each pattern carrying its own bound of at most
-# 128. This is what a grammar-constrained decoder (xgrammar 0.2.8, also inside vLLM) enforces
-# reliably: it ignores maxLength beside a pattern, lets JSON escapes (a backslash and n) decode
-# to control characters, fails to compile repeats over 128 with its cache on (vLLM's default)
-# and drops its quote/backslash exclusions from them with the cache off. Bounded texts also
-# bound the tokens a model can spend. ``contract_text`` maps any text into this set.
-CONTRACT_CHARS = r"[ !#-\[\]-~]"
-_OUTSIDE_CONTRACT = re.compile(r"[^ !#-\[\]-~]")
-
-
-def contract_text(text: str, limit: int) -> str:
-    """Any text as the contract allows it: quotes to ', backslashes to /, anything else odd to ?."""
-    text = text.replace('"', "'").replace("\\", "/")
-    return _OUTSIDE_CONTRACT.sub("?", text)[:limit]
-
-
-def _text(max_length: int) -> type[str]:
-    return Annotated[  # type: ignore[return-value]
-        str, StringConstraints(max_length=max_length, pattern=rf"^{CONTRACT_CHARS}{{0,{max_length}}}$")
-    ]
-
-
-class ActionParams(BaseModel):
-    """Parameters of the allow-listed actions; only these, validated."""
-
-    model_config = ConfigDict(extra="forbid")
-    delay_seconds: int | None = Field(default=None, ge=30, le=86400, description="retry_with_backoff only")
-
-
-class Diagnosis(BaseModel):
-    """A structured diagnosis of one incident (DESIGN "Contracts"); its JSON schema is what a model gets."""
-
-    model_config = ConfigDict(extra="forbid")
-    error_class: ErrorClass
-    transience: Literal["transient", "intermittent", "permanent", "unknown"]
-    root_cause: _text(128)  # type: ignore[valid-type]
-    evidence: list[_text(128)] = Field(default_factory=list, max_length=4)  # type: ignore[valid-type]
-    action: Action
-    action_params: ActionParams = Field(default_factory=ActionParams)
-    confidence: float = Field(ge=0.0, le=1.0)
-    explanation: _text(128)  # type: ignore[valid-type]
-    similar_incidents: list[_text(80)] = Field(default_factory=list, max_length=5)  # type: ignore[valid-type]
-
-    @model_validator(mode="after")
-    def _params_fit_the_action(self) -> Diagnosis:
-        """A delay means something only for retry_with_backoff; elsewhere it is dropped."""
-        if self.action != "retry_with_backoff" and self.action_params.delay_seconds is not None:
-            self.action_params = ActionParams()
-        return self
+from medic.diagnose.knowledge import Match, Runbook
 
 
 @dataclass(frozen=True)
-class Decision:
-    diagnosis: Diagnosis
-    automatic: bool
-    reason: str
-    route: str = "approval"
+class Weights:
+    """How the lines of evidence are weighed against each other (docs/DESIGN.md, "Diagnosis")."""
+
+    signal: float = 1.0  # runbook signals and structured facts, per unit of their score
+    vote: float = 2.0  # retrieval votes, in total
+    vote_sharpness: float = 12.0  # votes grow as exp(sharpness * similarity): near matches dominate
+    recurrence: float = 3.0  # a verified resolution with the same fingerprint (a recurrence)
+    action_similarity: float = 0.70  # a verified incident this close also decides the action
+
+
+@dataclass(frozen=True)
+class Opinion:
+    """What one line of evidence says about the class: its best class, that class's share of
+    the line's total score, and why."""
+
+    error_class: str | None = None
+    share: float = 0.0
+    scores: Mapping[str, float] = field(default_factory=dict)
+    why: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "class": self.error_class,
+            "share": round(self.share, 3),
+            "scores": {k: round(v, 3) for k, v in self.scores.items()},
+            "why": list(self.why),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Opinion:
+        data = data or {}
+        scores = {str(k): float(v) for k, v in (data.get("scores") or {}).items() if k in ERROR_CLASSES}
+        cls_name = data.get("class")
+        return cls(
+            error_class=cls_name if cls_name in ERROR_CLASSES else None,
+            share=float(data.get("share") or 0.0),
+            scores=scores,
+            why=tuple(str(w) for w in data.get("why") or ()),
+        )
+
+
+def _opinion(scores: Mapping[str, float], why: Sequence[str]) -> Opinion:
+    positive = {k: v for k, v in scores.items() if v > 0}
+    if not positive:
+        return Opinion(why=tuple(why))
+    best = max(positive, key=lambda k: positive[k])
+    return Opinion(best, positive[best] / sum(positive.values()), positive, tuple(why))
+
+
+@dataclass(frozen=True)
+class Opinions:
+    """The independent lines of evidence about one failure."""
+
+    text: Opinion  # the failure's own words: structured facts and runbook signals
+    retrieval: Opinion  # the nearest knowledge entries' votes
+    recurrence: str | None = None  # the class of a verified resolution with the same fingerprint
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text.to_json(), "retrieval": self.retrieval.to_json(), "recurrence": self.recurrence}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Opinions:
+        data = data or {}
+        recurrence = data.get("recurrence")
+        return cls(
+            Opinion.from_json(data.get("text")),
+            Opinion.from_json(data.get("retrieval")),
+            recurrence if recurrence in ERROR_CLASSES else None,
+        )
 
 
 def _signal_hits(runbook: Runbook, text: str) -> list[str]:
     return [p for p in runbook.signals if re.search(p, text, re.IGNORECASE)]
 
 
-def class_scores(text: str, matches: Sequence[Match], runbooks: Sequence[Runbook], t: Thresholds) -> dict[str, float]:
+def text_opinion(text: str, runbooks: Sequence[Runbook], weights: Weights) -> Opinion:
+    """The failure's own words: structured facts (exception types, codes, signals) and runbook signals."""
     scores: dict[str, float] = defaultdict(float)
+    why: list[str] = []
     for book in runbooks:
-        hits = len(_signal_hits(book, text))
+        hits = _signal_hits(book, text)
         if hits:
-            scores[book.error_class] += t.signal_weight * (1.0 + math.log(hits))
-    if matches:
-        top = max(m.similarity for m in matches)
-        weights = [(m, math.exp(t.vote_sharpness * (m.similarity - top))) for m in matches if m.error_class]
-        total = sum(w for _, w in weights) or 1.0
-        for match, weight in weights:
-            scores[match.error_class] += t.vote_weight * weight / total
-    # The same failure signature, fixed before and verified: the strongest evidence there is.
+            scores[book.error_class] += weights.signal * (1.0 + math.log(len(hits)))
+            why.append(f"{book.error_class}: {len(hits)} runbook signal(s)")
+    return _opinion(scores, why)
+
+
+def retrieval_opinion(matches: Sequence[Match], weights: Weights) -> Opinion:
+    """Similarity-weighted votes of the retrieved entries; the nearest dominate."""
+    voters = [m for m in matches if m.error_class]
+    if not voters:
+        return Opinion()
+    top = max(m.similarity for m in voters)
+    weighted = [(m, math.exp(weights.vote_sharpness * (m.similarity - top))) for m in voters]
+    total = sum(w for _, w in weighted) or 1.0
+    scores: dict[str, float] = defaultdict(float)
+    for match, weight in weighted:
+        scores[str(match.error_class)] += weights.vote * weight / total
+    nearest = max(voters, key=lambda m: m.similarity)
+    return _opinion(scores, [f"nearest: {nearest.source_key} ({nearest.error_class}, {nearest.similarity:.2f})"])
+
+
+def recurrence_class(matches: Sequence[Match]) -> str | None:
+    """The class of a verified resolution with this very fingerprint: the same fault, fixed before."""
     for match in matches:
         if (
             match.kind == "incident"
@@ -113,22 +133,44 @@ def class_scores(text: str, matches: Sequence[Match], runbooks: Sequence[Runbook
             and match.outcome == "resolved"
             and match.error_class
         ):
-            scores[match.error_class] += t.recurrence_weight
+            return match.error_class
+    return None
+
+
+def assess(
+    text: str, matches: Sequence[Match], runbooks: Sequence[Runbook], weights: Weights | None = None
+) -> Opinions:
+    """Each line of evidence's opinion, kept apart for the policy's agreement check."""
+    w = weights or Weights()
+    return Opinions(text_opinion(text, runbooks, w), retrieval_opinion(matches, w), recurrence_class(matches))
+
+
+def class_scores(opinions: Opinions, weights: Weights | None = None) -> dict[str, float]:
+    """The combined score of each class: the lines of evidence added up."""
+    w = weights or Weights()
+    scores: dict[str, float] = defaultdict(float)
+    for opinion in (opinions.text, opinions.retrieval):
+        for error_class, value in opinion.scores.items():
+            scores[error_class] += value
+    if opinions.recurrence:
+        scores[opinions.recurrence] += w.recurrence
     return dict(scores)
 
 
-def diagnose_from_retrieval(
+def diagnose(
     evidence: Evidence,
-    text: str,
+    opinions: Opinions,
     matches: Sequence[Match],
     runbooks: Sequence[Runbook],
-    thresholds: Thresholds | None = None,
-) -> Decision:
-    t = thresholds or Thresholds()
-    scores = class_scores(text, matches, runbooks, t)
+    weights: Weights | None = None,
+) -> Diagnosis:
+    """The evidence-only diagnosis: the best-scored class, and its action from a close verified
+    fix or else the class's runbook."""
+    w = weights or Weights()
+    scores = class_scores(opinions, w)
     quoted = evidence.lines[-4:] or ([evidence.message] if evidence.message else [])
     if not scores:
-        diagnosis = Diagnosis(
+        return Diagnosis(
             error_class="code_bug",
             transience="unknown",
             root_cause="No runbook signal or similar case matched.",
@@ -137,40 +179,36 @@ def diagnose_from_retrieval(
             confidence=0.0,
             explanation="Nothing in the knowledge base resembles this failure; a person should look at it.",
         )
-        return Decision(diagnosis, False, "no evidence", "escalate")
     ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
     best_class, best = ranked[0]
     confidence = best / sum(scores.values())
     book = next((b for b in runbooks if b.error_class == best_class), None)
-    verified = [
+    close = [
         m
         for m in matches
         if m.kind == "incident"
         and m.outcome == "resolved"
         and m.error_class == best_class
-        and m.similarity >= t.verified_similarity
+        and m.action
+        and m.similarity >= w.action_similarity
     ]
-    close = [m for m in verified if m.similarity >= t.action_similarity and m.action]
     if close:
         action = close[0].action
         basis = f"the verified fix of a similar incident ({close[0].source_key}, similarity {close[0].similarity:.2f})"
     else:
         action, basis = (book.default_action if book else "escalate"), f"the runbook for {best_class}"
-    transience = (
-        "transient" if best_class in TRANSIENT else "intermittent" if best_class in INTERMITTENT else "permanent"
-    )
     runner_up = f"; next: {ranked[1][0]} ({ranked[1][1]:.2f})" if len(ranked) > 1 else ""
-    diagnosis = Diagnosis(
-        error_class=best_class,  # type: ignore[arg-type]
-        transience=transience,  # type: ignore[arg-type]
-        root_cause=contract_text(
-            f"{book.title if book else best_class}: {evidence.exception_type or 'error'}: {evidence.message}", 128
-        ),
-        evidence=[contract_text(line, 128) for line in quoted],
-        action=action,  # type: ignore[arg-type]
-        confidence=round(min(1.0, confidence), 3),
-        explanation=contract_text(f"Class {best_class} scored {best:.2f}{runner_up}. Action from {basis}.", 128),
-        similar_incidents=[contract_text(m.source_key, 80) for m in matches if m.kind == "incident"][:5],
+    return Diagnosis.model_validate(
+        {
+            "error_class": best_class,
+            "transience": transience_of(best_class),
+            "root_cause": contract_text(
+                f"{book.title if book else best_class}: {evidence.exception_type or 'error'}: {evidence.message}", 128
+            ),
+            "evidence": [contract_text(line, 128) for line in quoted],
+            "action": action,
+            "confidence": round(min(1.0, confidence), 3),
+            "explanation": contract_text(f"Class {best_class} scored {best:.2f}{runner_up}. Action from {basis}.", 128),
+            "similar_incidents": [contract_text(m.source_key, 80) for m in matches if m.kind == "incident"][:5],
+        }
     )
-    verdict = decide(diagnosis, matches, book, t)
-    return Decision(diagnosis, verdict.automatic, verdict.reason, verdict.route)

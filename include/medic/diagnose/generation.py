@@ -18,8 +18,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from medic import config
-from medic.diagnose.diagnosis import Diagnosis, contract_text
-from medic.llm.backends import BACKENDS, GenerationSettings
+from medic.contract import Diagnosis, contract_text
+from medic.diagnose.knowledge import Match
+from medic.llm.base import BACKENDS, GenerationSettings
 
 _SPACE = re.compile(r"\s+")
 
@@ -89,20 +90,9 @@ def reserve_generations(conn: Any, incident_ids: list[int], per_hour: int) -> tu
     return [i for i in incident_ids if i in allowed], over
 
 
-def neighbours(matches: Iterable[Any]) -> list[dict[str, Any]]:
+def neighbours(matches: Iterable[Match]) -> list[dict[str, Any]]:
     """Retrieved entries as stored with a diagnosis and shown in the prompt."""
-    return [
-        {
-            "key": m.source_key,
-            "kind": m.kind,
-            "class": m.error_class,
-            "action": m.action,
-            "outcome": m.outcome,
-            "similarity": round(m.similarity, 4),
-            "via": m.via,
-        }
-        for m in matches
-    ]
+    return [m.neighbour() for m in matches]
 
 
 def prompt_prefix(runbooks: Iterable[Any]) -> str:
@@ -158,13 +148,71 @@ def _normal(text: str) -> str:
     return _SPACE.sub(" ", contract_text(text, len(text))).strip().lower()
 
 
-def check_output(text: str | None, *, failure_text: str, offered_keys: Iterable[str]) -> Checked:
-    if text is None or not text.strip():
+#: Output longer than this is refused before parsing: the contract's bounded texts fit in far less.
+MAX_OUTPUT_CHARS = 16_000
+#: Deeper nesting is refused before parsing; the contract is two levels deep.
+MAX_OUTPUT_DEPTH = 8
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys repeat is ambiguous: which value would the model have meant?"""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+def _nesting_depth(text: str) -> int:
+    """The deepest bracket nesting outside strings, counted without recursion."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def check_output(text: object, *, failure_text: str, offered_keys: Iterable[str]) -> Checked:
+    """Model output of any shape, checked; refused with the reason unless it is one valid Diagnosis."""
+    if text is None:
         return Checked(None, "the model returned nothing")
+    if not isinstance(text, str):
+        return Checked(None, f"the model's output is not text ({type(text).__name__})")
+    if not text.strip():
+        return Checked(None, "the model returned nothing")
+    if len(text) > MAX_OUTPUT_CHARS:
+        return Checked(None, f"the model's output is {len(text)} characters, over {MAX_OUTPUT_CHARS}")
+    depth = _nesting_depth(text)
+    if depth > MAX_OUTPUT_DEPTH:
+        return Checked(None, f"the model's output nests {depth} levels deep, over {MAX_OUTPUT_DEPTH}")
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except _DuplicateKey as exc:
+        return Checked(None, f"the model's output repeats the key {contract_text(str(exc), 40)!r}")
     except json.JSONDecodeError as exc:
         return Checked(None, f"the model's output is not JSON ({exc.msg} at {exc.pos})")
+    except (ValueError, RecursionError) as exc:
+        return Checked(None, f"the model's output cannot be read as JSON ({type(exc).__name__})")
+    if not isinstance(data, dict):
+        return Checked(None, f"the model's output breaks the contract: a JSON {type(data).__name__}, not an object")
     try:
         diagnosis = Diagnosis.model_validate(data)
     except ValidationError as exc:
@@ -184,6 +232,17 @@ def check_output(text: str | None, *, failure_text: str, offered_keys: Iterable[
     return Checked(diagnosis, None, notes)
 
 
+def results_by_incident(generated: object) -> dict[Any, Mapping[str, Any]]:
+    """The generation step's per-incident results, whatever shape came back: entries that are
+    not objects with an incident id are dropped (their incidents then escalate as unanswered)."""
+    if not isinstance(generated, Mapping):
+        return {}
+    results = generated.get("results")
+    if not isinstance(results, list):
+        return {}
+    return {r["incident_id"]: r for r in results if isinstance(r, Mapping) and "incident_id" in r}
+
+
 def model_diagnosis(
     retrieval: Diagnosis, result: Mapping[str, Any] | None, failure_text: str, offered_keys: Iterable[str]
 ) -> tuple[Diagnosis, str | None, list[str]]:
@@ -197,8 +256,16 @@ def model_diagnosis(
         checked = check_output(result.get("text"), failure_text=failure_text, offered_keys=offered_keys)
         if checked.diagnosis is not None:
             return checked.diagnosis, None, checked.notes
-        problem = "; ".join(p for p in (result.get("error"), checked.problem) if p)
-    escalation = Diagnosis(
+        error = result.get("error")
+        problem = "; ".join(
+            p for p in (contract_text(error, 300) if isinstance(error, str) else None, checked.problem) if p
+        )
+    return escalation(retrieval, problem), problem, []
+
+
+def escalation(retrieval: Diagnosis, problem: str) -> Diagnosis:
+    """The diagnosis that stands when the model's does not: the evidence's class, escalated, and why."""
+    return Diagnosis(
         error_class=retrieval.error_class,
         transience="unknown",
         root_cause=retrieval.root_cause,
@@ -207,4 +274,3 @@ def model_diagnosis(
         confidence=0.0,
         explanation=contract_text(f"Generation failed, a person decides: {problem}", 128),
     )
-    return escalation, problem, []

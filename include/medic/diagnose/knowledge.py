@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,34 +20,10 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from medic.contract import ACTIONS, ERROR_CLASSES
 from medic.diagnose.embedding import Embedder
 
 log = logging.getLogger(__name__)
-
-ERROR_CLASSES = (
-    "network_transient",
-    "rate_limited",
-    "upstream_unavailable",
-    "resource_exhausted",
-    "timeout",
-    "worker_lost",
-    "db_contention",
-    "auth_failure",
-    "missing_input",
-    "data_quality",
-    "code_bug",
-    "dependency_error",
-    "config_error",
-)
-ACTIONS = (
-    "retry",
-    "retry_with_backoff",
-    "retry_with_more_resources",
-    "fix_credentials",
-    "fix_code",
-    "fix_data",
-    "escalate",
-)
 
 
 @dataclass(frozen=True)
@@ -93,6 +69,35 @@ class Match:
     text: str
     similarity: float
     via: str  # fingerprint | vector
+
+    def neighbour(self) -> dict[str, Any]:
+        """This match as stored beside a diagnosis and shown in the prompt."""
+        return {
+            "key": self.source_key,
+            "kind": self.kind,
+            "class": self.error_class,
+            "action": self.action,
+            "outcome": self.outcome,
+            "similarity": round(self.similarity, 4),
+            "via": self.via,
+        }
+
+    @classmethod
+    def from_neighbour(cls, stored: Mapping[str, Any]) -> Match:
+        """A match rebuilt from its stored form (what the decision step reads back)."""
+        return cls(
+            id=0,
+            kind=str(stored["kind"]),
+            source_key=str(stored["key"]),
+            error_class=stored.get("class"),
+            action=stored.get("action"),
+            auto_safe=None,
+            outcome=stored.get("outcome"),
+            title=None,
+            text="",
+            similarity=float(stored["similarity"]),
+            via=str(stored.get("via") or "vector"),
+        )
 
 
 def _prepare(conn: psycopg.Connection) -> None:

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 import psycopg
 
 from medic import config
+from medic.capture.records import FailureRecord
 from medic.capture.scrub import scrub
+from medic.contract import Diagnosis
 from medic.diagnose import knowledge
-from medic.diagnose.diagnosis import Decision, Thresholds, diagnose_from_retrieval
+from medic.diagnose.diagnosis import Opinions, Weights, assess, diagnose
 from medic.diagnose.embedding import Embedder
 from medic.diagnose.evidence import Evidence, extract
 from medic.diagnose.fingerprint import Signature, signature
@@ -47,7 +49,7 @@ def prepare(text: str, exception_type: str | None = None, message: str = "") -> 
     return Prepared(clean, evidence, sig, evidence.embedding_text())
 
 
-def prepare_record(record) -> Prepared:
+def prepare_record(record: FailureRecord) -> Prepared:
     """A stored failure record, prepared: the one derivation of its fingerprint, shared by the
     incident it is filed into and the retrieval that diagnoses it."""
     text = "\n".join(t for t in (record.log_tail, record.traceback) if t) or record.error_message
@@ -61,9 +63,10 @@ def diagnose_prepared(
     items: Sequence[Prepared],
     *,
     exclude_keys: Sequence[Sequence[str]] | None = None,
-    thresholds: Thresholds | None = None,
-) -> list[tuple[Decision, list[Match]]]:
-    """Diagnose a batch (one embedding call for all of them)."""
+    weights: Weights | None = None,
+) -> list[tuple[Opinions, Diagnosis, list[Match]]]:
+    """Diagnose a batch (one embedding call for all of them): each failure's lines of evidence,
+    its evidence-only diagnosis, and what retrieval found."""
     vectors = embedder.encode([p.embedding_text for p in items])
     k = config.get_int("retrieval_top_k")
     results = []
@@ -72,7 +75,8 @@ def diagnose_prepared(
         matches = knowledge.retrieve(
             conn, embedder, fingerprint=item.fingerprint, vector=vector, k=k, exclude_keys=excluded
         )
-        results.append((diagnose_from_retrieval(item.evidence, item.text, matches, runbooks, thresholds), matches))
+        opinions = assess(item.text, matches, runbooks, weights)
+        results.append((opinions, diagnose(item.evidence, opinions, matches, runbooks, weights), matches))
     return results
 
 

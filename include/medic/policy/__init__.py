@@ -1,0 +1,1 @@
+"""The policy: the one decision per incident (auto, approval, escalate) and its guards."""

@@ -8,14 +8,27 @@ otherwise strand events until another failure arrives.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from medic import config, db
+from medic.airflow_api import AirflowApi
 from medic.capture import outbox
-from medic.diagnose import incidents
+from medic.capture.records import FailureRecord
+from medic.contract import Diagnosis
+from medic.diagnose import generation, incidents, memory
+from medic.diagnose.diagnosis import Opinions, assess, diagnose
+from medic.diagnose.embedding import get_embedder
+from medic.diagnose.knowledge import Match, Runbook, load_runbooks
+from medic.lineage import events as lineage
+from medic.llm import worker
+from medic.policy.gate import Evidence, Guards, Thresholds, Verdict, decide
+from medic.remediate import remediation
+from medic.verify import verification
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +80,34 @@ def file_incidents(event_ids: list[int], owner: str) -> dict[str, Any]:
     return asdict(result)
 
 
+def _diagnose_batch(
+    conn: psycopg.Connection, prepared: list[memory.Prepared], runbooks: list[Runbook]
+) -> tuple[str, list[tuple[Opinions, Diagnosis, list[Match]]]]:
+    """The evidence-only diagnosis of each prepared failure, and the embedding model used.
+
+    A recurrence of a failure medic fixed and verified before is diagnosed on that record alone:
+    no embedding model to load (the slow part on a CPU worker), the same policy afterwards.
+    """
+    recurrences = [verification.verified_recurrences(conn, item.fingerprint) for item in prepared]
+    if prepared and all(any(m.outcome == "resolved" for m in found) for found in recurrences):
+        results = []
+        for item, found in zip(prepared, recurrences, strict=True):
+            opinions = assess(item.text, found, runbooks)
+            results.append((opinions, diagnose(item.evidence, opinions, found, runbooks), found))
+        return "none: recurrence of a verified fix (same fingerprint)", results
+    embedder = get_embedder()
+    memory.ensure_runbooks(conn, embedder, runbooks)
+    verification.learn_verified(conn, embedder)  # verified outcomes count before they are needed
+    return embedder.model_id, memory.diagnose_prepared(conn, embedder, runbooks, prepared)
+
+
+_INSERT_RETRIEVAL_DIAGNOSIS = """
+INSERT INTO medic.diagnoses (incident_id, source, embedding_model, error_class, action, confidence, diagnosis,
+                             neighbours, opinions)
+VALUES (%s, 'retrieval', %s, %s, %s, %s, %s, %s, %s)
+"""
+
+
 def diagnose_incidents(filing: dict[str, Any]) -> dict[str, Any]:
     """Diagnose the incidents this run opened, once each, from failure memory; build the prompts.
 
@@ -75,13 +116,6 @@ def diagnose_incidents(filing: dict[str, Any]) -> dict[str, Any]:
     retried task never diagnoses an incident twice. With a generation backend configured,
     the result also carries one prompt per incident for the generation step.
     """
-    from medic.capture.records import FailureRecord
-    from medic.diagnose import generation, memory
-    from medic.diagnose.diagnosis import Diagnosis, diagnose_from_retrieval
-    from medic.diagnose.embedding import get_embedder
-    from medic.diagnose.knowledge import load_runbooks
-    from medic.verify import verification
-
     backend = generation.backend_name()
     settings = generation.settings_from_config() if backend != "none" else None
     incident_ids = list(filing.get("new_incidents") or [])
@@ -99,23 +133,8 @@ def diagnose_incidents(filing: dict[str, Any]) -> dict[str, Any]:
         ).fetchall()
         records = [(incident_id, FailureRecord.model_validate(payload)) for incident_id, payload in rows]
         prepared = [memory.prepare_record(r) for _, r in records]
-        # A recurrence of a failure medic fixed and verified before is decided on that record alone:
-        # no embedding model to load (the slow part on a CPU worker), the same gates and guards.
-        recurrences = [verification.verified_recurrences(conn, item.fingerprint) for item in prepared]
-        if prepared and all(any(m.outcome == "resolved" for m in found) for found in recurrences):
-            embedding_model = "none: recurrence of a verified fix (same fingerprint)"
-            results = [
-                (diagnose_from_retrieval(item.evidence, item.text, found, runbooks), found)
-                for item, found in zip(prepared, recurrences, strict=True)
-            ]
-        else:
-            embedder = get_embedder()
-            embedding_model = embedder.model_id
-            memory.ensure_runbooks(conn, embedder, runbooks)
-            verification.learn_verified(conn, embedder)  # verified outcomes count before they are needed
-            results = memory.diagnose_prepared(conn, embedder, runbooks, prepared)
-        for (incident_id, record), item, (decision, matches) in zip(records, prepared, results, strict=True):
-            d = decision.diagnosis
+        embedding_model, results = _diagnose_batch(conn, prepared, runbooks)
+        for (incident_id, record), item, (opinions, d, matches) in zip(records, prepared, results, strict=True):
             similar = generation.neighbours(matches)
             with conn.transaction():
                 moved = conn.execute(
@@ -126,20 +145,16 @@ def diagnose_incidents(filing: dict[str, Any]) -> dict[str, Any]:
                 if moved is None:
                     continue  # someone else got there first
                 conn.execute(
-                    "INSERT INTO medic.diagnoses (incident_id, source, embedding_model, error_class, action,"
-                    " confidence, automatic, decision_reason, route, diagnosis, neighbours)"
-                    " VALUES (%s, 'retrieval', %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    _INSERT_RETRIEVAL_DIAGNOSIS,
                     (
                         incident_id,
                         embedding_model,
                         d.error_class,
                         d.action,
                         d.confidence,
-                        decision.automatic,
-                        decision.reason,
-                        decision.route,
                         Jsonb(d.model_dump(mode="json")),
                         Jsonb(similar),
+                        Jsonb(opinions.to_json()),
                     ),
                 )
             out["incidents"].append(incident_id)
@@ -165,27 +180,30 @@ def diagnose_incidents(filing: dict[str, Any]) -> dict[str, Any]:
                 )
                 requests.append({"incident_id": incident_id, "prompt": prompt})
     if settings is not None:
-        cap = config.get_int("max_generations_per_hour")
-        ids = [r["incident_id"] for r in requests]
-        try:
-            with db.connect(config.get("conn_id"), application_name="medic-diagnose", autocommit=True) as conn:
-                allowed, over = generation.reserve_generations(conn, ids, cap)
-        except Exception as exc:  # the incidents are diagnosed already: never strand them undecided
-            log.error("medic: generation budget unavailable (%s: %s): deciding from retrieval", type(exc).__name__, exc)
-            allowed, over = [], ids
-        if over:
-            log.warning(
-                "medic: generation budget of %d per hour spent: %d incident(s) decided from retrieval alone: %s",
-                cap,
-                len(over),
-                over,
-            )
-        out["over_budget"] = over
-        granted = set(allowed)
+        out["over_budget"], granted = _reserve_generation_budget([r["incident_id"] for r in requests])
         prompts = [r for r in requests if r["incident_id"] in granted]
         if prompts:
             out["request"] = {"settings": asdict(settings), "schema": Diagnosis.model_json_schema(), "prompts": prompts}
     return out
+
+
+def _reserve_generation_budget(ids: list[int]) -> tuple[list[int], set[int]]:
+    """(over budget, granted): a budget that cannot be read grants nothing, never strands anything."""
+    cap = config.get_int("max_generations_per_hour")
+    try:
+        with db.connect(config.get("conn_id"), application_name="medic-diagnose", autocommit=True) as conn:
+            allowed, over = generation.reserve_generations(conn, ids, cap)
+    except Exception as exc:  # the incidents are diagnosed already: never strand them undecided
+        log.error("medic: generation budget unavailable (%s: %s): deciding from retrieval", type(exc).__name__, exc)
+        allowed, over = [], ids
+    if over:
+        log.warning(
+            "medic: generation budget of %d per hour spent: %d incident(s) decided from retrieval alone: %s",
+            cap,
+            len(over),
+            over,
+        )
+    return over, set(allowed)
 
 
 def generate_in_process(diagnosed: dict[str, Any]) -> dict[str, Any] | None:
@@ -193,9 +211,6 @@ def generate_in_process(diagnosed: dict[str, Any]) -> dict[str, Any] | None:
 
     The API key is read from the Connection here, inside the task, so it never travels in XCom.
     """
-    from medic.diagnose import generation
-    from medic.llm import worker
-
     request = diagnosed.get("request")
     if not request:
         return None
@@ -203,221 +218,106 @@ def generate_in_process(diagnosed: dict[str, Any]) -> dict[str, Any] | None:
     return worker.run({**request, "settings": asdict(settings)})
 
 
-_INSERT_MODEL_DIAGNOSIS = """
-INSERT INTO medic.diagnoses (incident_id, source, error_class, action, confidence, automatic, decision_reason,
-                             route, diagnosis, neighbours, generation)
-VALUES (%(incident_id)s, %(source)s, %(error_class)s, %(action)s, %(confidence)s, %(automatic)s, %(reason)s,
-        %(route)s, %(diagnosis)s, %(neighbours)s, %(generation)s)
-RETURNING id
+# ---- decide: load, merge the model's output, decide under the task's lock, persist, emit ----------
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An incident diagnosed from evidence and not yet decided, as the decision step reads it."""
+
+    incident_id: int
+    dag_id: str
+    task_id: str
+    fingerprint: str
+    record: FailureRecord
+    retrieval_id: int
+    retrieval: Diagnosis
+    neighbours: list[dict[str, Any]]
+    opinions: Opinions
+    lineage_key: Any
+    event_count: int
+    embedding_model: str | None
+
+    @property
+    def matches(self) -> list[Match]:
+        return [Match.from_neighbour(n) for n in self.neighbours]
+
+
+@dataclass(frozen=True)
+class Generated:
+    """What the generation step returned for one incident, merged with its evidence."""
+
+    evidence: Evidence
+    ran: bool  # the model was asked (a backend is set and the incident was within the budget)
+    info: dict[str, Any] | None  # what is stored with the model's diagnosis
+
+
+_LOAD_PENDING = """
+SELECT i.id, i.dag_id, i.task_id, i.fingerprint, e.payload, d.id, d.diagnosis, d.neighbours, d.opinions,
+       i.lineage_key, i.event_count, d.embedding_model
+  FROM medic.incidents i JOIN medic.failure_events e ON e.id = i.first_event_id
+  JOIN LATERAL (SELECT * FROM medic.diagnoses WHERE incident_id = i.id AND source = 'retrieval'
+                 ORDER BY id DESC LIMIT 1) d ON true
+ WHERE i.id = ANY(%s) AND i.route IS NULL ORDER BY i.id
 """
 
-_RECORD_DECISION = """
-UPDATE medic.incidents
-   SET route = %(route)s, route_reason = %(reason)s, diagnosis_id = %(diagnosis_id)s, decided_at = now(),
-       status = CASE %(route)s WHEN 'escalate' THEN 'escalated' WHEN 'approval' THEN 'awaiting_approval'
-                ELSE status END,
-       updated_at = now()
- WHERE id = %(incident_id)s AND route IS NULL
-RETURNING id
-"""
 
-
-def decide_incidents(diagnosed: dict[str, Any] | None, generated: dict[str, Any] | None) -> dict[str, Any]:
-    """Validate the generated diagnoses, apply the policy, record one decision per incident.
-
-    With no backend the retrieval diagnosis is the diagnosis. With one, every incident gets the
-    model's validated diagnosis, or, when the output is missing or invalid or the backend was
-    down, an escalation that says why; never a default action. An incident over the generation
-    budget is decided from its retrieval diagnosis, as with no backend, and its reason says so.
-    A failure only the sweep found is never automatic: a person confirms it. The loop guard's count and the
-    decision are taken under a per-task advisory lock, so concurrent runs cannot both pass it.
-    """
-    from medic.capture.records import FailureRecord
-    from medic.diagnose import generation, memory
-    from medic.diagnose.diagnosis import Diagnosis
-    from medic.diagnose.knowledge import Match, load_runbooks
-    from medic.lineage import events as lineage
-    from medic.policy import gate as policy
-    from medic.remediate import remediation
-
-    diagnosed = diagnosed or {}
-    incident_ids = list(diagnosed.get("incidents") or [])
-    if not incident_ids:
-        return {"decided": [], "auto": [], "approvals": []}
-    backend = diagnosed.get("backend", "none")
-    over_budget_ids = set(diagnosed.get("over_budget") or [])
-    generated = generated or {}
-    results = {r["incident_id"]: r for r in generated.get("results", [])}
-    env = generated.get("environment") or {}
-    books = {b.error_class: b for b in load_runbooks()}
-    thresholds = policy.Thresholds.from_config()
-    window = config.get_int("loop_guard_window_minutes")
-    prompt_version = generation.prompt_version(books.values()) if backend != "none" else None
-    decided: list[dict[str, Any]] = []
-    plans: list[remediation.Plan] = []
-    approvals: list[remediation.Plan] = []
-    with db.connect(config.get("conn_id"), application_name="medic-diagnose", autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT i.id, i.dag_id, i.task_id, i.fingerprint, e.payload, d.id, d.diagnosis, d.neighbours,"
-            " i.lineage_key, i.event_count, d.embedding_model"
-            " FROM medic.incidents i JOIN medic.failure_events e ON e.id = i.first_event_id"
-            " JOIN LATERAL (SELECT * FROM medic.diagnoses WHERE incident_id = i.id AND source = 'retrieval'"
-            "   ORDER BY id DESC LIMIT 1) d ON true"
-            " WHERE i.id = ANY(%s) AND i.route IS NULL ORDER BY i.id",
-            (incident_ids,),
-        ).fetchall()
-        for row in rows:
-            incident_id, dag_id, task_id, fingerprint, payload, retrieval_id, retrieval_json, neighbours = row[:8]
-            lineage_key, event_count, embedding_model = row[8:]
-            record = FailureRecord.model_validate(payload)
-            matches = [
-                Match(
-                    0,
-                    n["kind"],
-                    n["key"],
-                    n["class"],
-                    n["action"],
-                    None,
-                    n["outcome"],
-                    None,
-                    "",
-                    n["similarity"],
-                    n["via"],
-                )
-                for n in neighbours
-            ]
-            diagnosis, problem, notes = Diagnosis.model_validate(retrieval_json), None, []
-            result = results.get(incident_id)
-            # over the generation budget: decided as with no backend, from retrieval, and said so
-            over_budget = incident_id in over_budget_ids
-            generated_here = backend != "none" and not over_budget
-            if generated_here:
-                diagnosis, problem, notes = generation.model_diagnosis(
-                    diagnosis, result, memory.prepare_record(record).text, [m.source_key for m in matches]
-                )
-            try:
-                with conn.transaction():
-                    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"medic-guard:{dag_id}.{task_id}",))
-                    recent, failed_fix = conn.execute(
-                        _GUARD_FACTS, {"dag": dag_id, "task": task_id, "window": window, "fingerprint": fingerprint}
-                    ).fetchone()
-                    guards = policy.Guards.for_task(record.dag_tags, recent, failed_fix)
-                    verdict = policy.decide(diagnosis, matches, books.get(diagnosis.error_class), thresholds, guards)
-                    if record.source == "sweep" and verdict.route == "auto":
-                        # no listener saw this failure: it may be a person's "mark failed" the api-server
-                        # could not report; a person confirms before anything re-runs
-                        verdict = policy.Verdict(
-                            "approval", verdict.reason + "; found by the sweep: a person confirms", verdict.support
-                        )
-                    reason = problem or verdict.reason
-                    if over_budget:
-                        reason += (
-                            f" (generation budget of {config.get_int('max_generations_per_hour')} per hour spent:"
-                            " decided from retrieval)"
-                        )
-                    diagnosis_id = retrieval_id
-                    if generated_here:
-                        generation_info = {
-                            "backend": backend,
-                            "model": generated.get("model"),
-                            "python": env.get("python"),
-                            "prefix": env.get("prefix"),
-                            "airflow_importable": env.get("airflow_importable"),
-                            "batch_seconds": generated.get("seconds"),
-                            "batch_size": len(results),
-                            "tokens": (result or {}).get("tokens"),
-                            "refused": problem,
-                            "notes": notes,
-                            "raw": ((result or {}).get("text") or "")[:4000],
-                        }
-                        diagnosis_id = conn.execute(
-                            _INSERT_MODEL_DIAGNOSIS,
-                            {
-                                "incident_id": incident_id,
-                                "source": f"llm:{backend}",
-                                "error_class": diagnosis.error_class,
-                                "action": diagnosis.action,
-                                "confidence": diagnosis.confidence,
-                                "automatic": verdict.automatic,
-                                "reason": reason,
-                                "route": verdict.route,
-                                "diagnosis": Jsonb(diagnosis.model_dump(mode="json")),
-                                "neighbours": Jsonb(neighbours),
-                                "generation": Jsonb(generation_info),
-                            },
-                        ).fetchone()[0]
-                    moved = conn.execute(
-                        _RECORD_DECISION,
-                        {
-                            "route": verdict.route,
-                            "reason": reason,
-                            "diagnosis_id": diagnosis_id,
-                            "incident_id": incident_id,
-                        },
-                    ).fetchone()
-                    if moved is None:
-                        raise _AlreadyDecided
-            except _AlreadyDecided:
-                continue  # another run decided it; this run's rows for it rolled back
-            subject = _lineage_subject(record, incident_id, lineage_key, conn)
-            plan = None
-            if verdict.route != "escalate":
-                targets = remediation.load_targets(conn, incident_id)
-                plan = remediation.build_plan(
-                    incident_id, dag_id, task_id, verdict.route, reason, diagnosis, targets, neighbours
-                )
-                plan.lineage = subject
-                (plans if verdict.route == "auto" else approvals).append(plan)
-            if subject:
-                lineage.emit_built(
-                    f"the diagnosis of incident {incident_id}",
-                    lineage.diagnosis_event,
-                    subj=subject,
-                    record=record,
-                    incident={"id": incident_id, "fingerprint": fingerprint, "event_count": event_count},
-                    diagnosis=diagnosis,
-                    route=verdict.route,
-                    reason=reason,
-                    source=f"llm:{backend}" if generated_here else "retrieval",
-                    embedding_model=embedding_model,
-                    model=generated.get("model") if generated_here else None,
-                    prompt_version=prompt_version,
-                    neighbours=neighbours,
-                    delay_seconds=plan.delay_seconds if plan else 0,
-                )
-            decided.append(
-                {
-                    "incident_id": incident_id,
-                    "class": diagnosis.error_class,
-                    "action": diagnosis.action,
-                    "confidence": diagnosis.confidence,
-                    "route": verdict.route,
-                    "reason": reason,
-                }
+def _load_pending(conn: psycopg.Connection, incident_ids: list[int], runbooks: list[Runbook]) -> list[Pending]:
+    pending = []
+    for row in conn.execute(_LOAD_PENDING, (incident_ids,)).fetchall():
+        record = FailureRecord.model_validate(row[4])
+        neighbours = list(row[7] or [])
+        opinions = (
+            Opinions.from_json(row[8])
+            if row[8] is not None  # diagnosed before opinions were stored: assessed again, the same way
+            else assess(memory.prepare_record(record).text, [Match.from_neighbour(n) for n in neighbours], runbooks)
+        )
+        pending.append(
+            Pending(
+                incident_id=row[0],
+                dag_id=row[1],
+                task_id=row[2],
+                fingerprint=row[3],
+                record=record,
+                retrieval_id=row[5],
+                retrieval=Diagnosis.model_validate(row[6]),
+                neighbours=neighbours,
+                opinions=opinions,
+                lineage_key=row[9],
+                event_count=row[10],
+                embedding_model=row[11],
             )
-            log.info(
-                "medic: incident %s decided: %s -> %s, %s (confidence %.2f): %s",
-                incident_id,
-                diagnosis.error_class,
-                diagnosis.action,
-                verdict.route,
-                diagnosis.confidence,
-                reason,
-            )
-    return {"decided": decided, "auto": [asdict(p) for p in plans], "approvals": [asdict(p) for p in approvals]}
+        )
+    return pending
 
 
-def _lineage_subject(record: Any, incident_id: int, lineage_key: Any, conn: Any) -> dict[str, Any]:
-    """The incident's OpenLineage subject; empty (and said why) when it cannot be had."""
-    from medic.lineage import events as lineage
-
-    if not lineage.enabled():
-        return {}
-    try:
-        return lineage.subject(record, incident_id, lineage_key, conn)
-    except Exception as exc:
-        log.warning("medic: no lineage for incident %s (%s: %s)", incident_id, type(exc).__name__, exc)
-        return {}
+def _merge_model_output(
+    item: Pending, backend: str, over_budget: bool, generated: Mapping[str, Any], result: Mapping[str, Any] | None
+) -> Generated:
+    """The evidence the policy weighs: with a model, its validated diagnosis or the refusal."""
+    matches = item.matches
+    if backend == "none" or over_budget:
+        return Generated(Evidence(item.retrieval, item.opinions, matches), False, None)
+    model, problem, notes = generation.model_diagnosis(
+        item.retrieval, result, memory.prepare_record(item.record).text, [m.source_key for m in matches]
+    )
+    environment = generated.get("environment")
+    env: Mapping[str, Any] = environment if isinstance(environment, Mapping) else {}
+    raw = (result or {}).get("text")
+    info = {
+        "backend": backend,
+        "model": generated.get("model"),
+        "python": env.get("python"),
+        "prefix": env.get("prefix"),
+        "airflow_importable": env.get("airflow_importable"),
+        "batch_seconds": generated.get("seconds"),
+        "batch_size": len(generation.results_by_incident(generated)),
+        "tokens": (result or {}).get("tokens"),
+        "refused": problem,
+        "notes": notes,
+        "raw": raw[:4000] if isinstance(raw, str) else None,
+    }
+    return Generated(Evidence(item.retrieval, item.opinions, matches, model, problem), True, info)
 
 
 _GUARD_FACTS = """
@@ -435,15 +335,230 @@ SELECT (SELECT count(*) FROM medic.incidents
          ORDER BY r.verified_at DESC LIMIT 1)
 """
 
+_INSERT_MODEL_DIAGNOSIS = """
+INSERT INTO medic.diagnoses (incident_id, source, error_class, action, confidence, automatic, decision_reason,
+                             route, diagnosis, neighbours, opinions, generation)
+VALUES (%(incident_id)s, %(source)s, %(error_class)s, %(action)s, %(confidence)s, %(automatic)s, %(reason)s,
+        %(route)s, %(diagnosis)s, %(neighbours)s, %(opinions)s, %(generation)s)
+RETURNING id
+"""
+
+_RECORD_ON_DIAGNOSIS = """
+UPDATE medic.diagnoses SET automatic = %(automatic)s, decision_reason = %(reason)s, route = %(route)s
+ WHERE id = %(diagnosis_id)s
+"""
+
+_RECORD_DECISION = """
+UPDATE medic.incidents
+   SET route = %(route)s, route_reason = %(reason)s, diagnosis_id = %(diagnosis_id)s, decided_at = now(),
+       status = CASE %(route)s WHEN 'escalate' THEN 'escalated' WHEN 'approval' THEN 'awaiting_approval'
+                ELSE status END,
+       updated_at = now()
+ WHERE id = %(incident_id)s AND route IS NULL
+RETURNING id
+"""
+
+
+def _decide_and_persist(
+    conn: psycopg.Connection,
+    item: Pending,
+    merged: Generated,
+    runbooks: list[Runbook],
+    thresholds: Thresholds,
+    *,
+    backend: str,
+    over_budget: bool,
+) -> tuple[Verdict, str] | None:
+    """The policy's one decision for an incident, taken and recorded under the task's advisory
+    lock (so concurrent runs cannot both pass the loop guard); None if another run decided it."""
+    window = config.get_int("loop_guard_window_minutes")
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"medic-guard:{item.dag_id}.{item.task_id}",))
+        facts = conn.execute(
+            _GUARD_FACTS,
+            {"dag": item.dag_id, "task": item.task_id, "window": window, "fingerprint": item.fingerprint},
+        ).fetchone()
+        recent, failed_fix = facts if facts else (0, None)
+        guards = Guards.for_task(
+            item.record.dag_tags, int(recent or 0), failed_fix, found_by_sweep=item.record.source == "sweep"
+        )
+        verdict = decide(merged.evidence, runbooks, thresholds, guards)
+        reason = verdict.reason
+        if over_budget:
+            reason += (
+                f" (generation budget of {config.get_int('max_generations_per_hour')} per hour spent:"
+                " decided from retrieval)"
+            )
+        decision = {"automatic": verdict.automatic, "reason": reason, "route": verdict.route}
+        diagnosis_id = item.retrieval_id
+        if merged.ran:
+            inserted = conn.execute(
+                _INSERT_MODEL_DIAGNOSIS,
+                {
+                    **decision,
+                    "incident_id": item.incident_id,
+                    "source": f"llm:{backend}",
+                    "error_class": verdict.diagnosis.error_class,
+                    "action": verdict.diagnosis.action,
+                    "confidence": verdict.diagnosis.confidence,
+                    "diagnosis": Jsonb(verdict.diagnosis.model_dump(mode="json")),
+                    "neighbours": Jsonb(item.neighbours),
+                    "opinions": Jsonb(item.opinions.to_json()),
+                    "generation": Jsonb(merged.info),
+                },
+            ).fetchone()
+            diagnosis_id = inserted[0] if inserted else None
+        else:
+            conn.execute(_RECORD_ON_DIAGNOSIS, {**decision, "diagnosis_id": diagnosis_id})
+        moved = conn.execute(
+            _RECORD_DECISION, {**decision, "diagnosis_id": diagnosis_id, "incident_id": item.incident_id}
+        ).fetchone()
+        if moved is None:
+            raise _AlreadyDecided
+    return verdict, reason
+
+
+def _plan_and_emit(
+    conn: psycopg.Connection,
+    item: Pending,
+    verdict: Verdict,
+    reason: str,
+    *,
+    source: str,
+    model: Any,
+    prompt_version: str | None,
+) -> remediation.Plan | None:
+    """The remediation plan a non-escalated decision leads to, and the diagnosis's lineage."""
+    subject = _lineage_subject(item.record, item.incident_id, item.lineage_key, conn)
+    plan = None
+    if verdict.route != "escalate":
+        targets = remediation.load_targets(conn, item.incident_id)
+        plan = remediation.build_plan(
+            item.incident_id,
+            item.dag_id,
+            item.task_id,
+            verdict.route,
+            reason,
+            verdict.diagnosis,
+            targets,
+            item.neighbours,
+        )
+        plan.lineage = subject
+    if subject:
+        lineage.emit_built(
+            f"the diagnosis of incident {item.incident_id}",
+            lineage.diagnosis_event,
+            subj=subject,
+            record=item.record,
+            incident={"id": item.incident_id, "fingerprint": item.fingerprint, "event_count": item.event_count},
+            diagnosis=verdict.diagnosis,
+            route=verdict.route,
+            reason=reason,
+            source=source,
+            embedding_model=item.embedding_model,
+            model=model,
+            prompt_version=prompt_version,
+            neighbours=item.neighbours,
+            delay_seconds=plan.delay_seconds if plan else 0,
+        )
+    return plan
+
+
+def decide_incidents(diagnosed: dict[str, Any] | None, generated: dict[str, Any] | None) -> dict[str, Any]:
+    """Validate the generated diagnoses, apply the policy, record one decision per incident.
+
+    With no backend the retrieval diagnosis is the diagnosis. With one, every incident gets the
+    model's validated diagnosis, or, when the output is missing or invalid or the backend was
+    down, an escalation that says why; never a default action. An incident over the generation
+    budget is decided from its retrieval diagnosis, as with no backend, and its reason says so.
+    Anything that goes wrong with one incident escalates that incident alone, with the reason.
+    """
+    diagnosed = diagnosed or {}
+    incident_ids = list(diagnosed.get("incidents") or [])
+    if not incident_ids:
+        return {"decided": [], "auto": [], "approvals": []}
+    backend = str(diagnosed.get("backend", "none"))
+    over_budget_ids = set(diagnosed.get("over_budget") or [])
+    generated_map: Mapping[str, Any] = generated if isinstance(generated, Mapping) else {}
+    results = generation.results_by_incident(generated_map)
+    runbooks = load_runbooks()
+    thresholds = Thresholds.from_config()
+    prompt_version = generation.prompt_version(runbooks) if backend != "none" else None
+    decided: list[dict[str, Any]] = []
+    plans: list[remediation.Plan] = []
+    approvals: list[remediation.Plan] = []
+    with db.connect(config.get("conn_id"), application_name="medic-diagnose", autocommit=True) as conn:
+        for item in _load_pending(conn, incident_ids, runbooks):
+            over_budget = item.incident_id in over_budget_ids
+            try:
+                merged = _merge_model_output(item, backend, over_budget, generated_map, results.get(item.incident_id))
+            except Exception as exc:  # output of any shape: this incident escalates, the batch goes on
+                problem = f"the model's output could not be read ({type(exc).__name__})"
+                log.warning("medic: incident %s: %s: %s", item.incident_id, problem, exc)
+                escalation = generation.escalation(item.retrieval, problem)
+                merged = Generated(
+                    Evidence(item.retrieval, item.opinions, item.matches, escalation, problem),
+                    True,
+                    {
+                        "backend": backend,
+                        "refused": problem,
+                    },
+                )
+            try:
+                decision = _decide_and_persist(
+                    conn, item, merged, runbooks, thresholds, backend=backend, over_budget=over_budget
+                )
+            except _AlreadyDecided:
+                continue  # another run decided it; this run's rows for it rolled back
+            if decision is None:
+                continue
+            verdict, reason = decision
+            source = f"llm:{backend}" if merged.ran else "retrieval"
+            model = generated_map.get("model") if merged.ran else None
+            plan = _plan_and_emit(
+                conn, item, verdict, reason, source=source, model=model, prompt_version=prompt_version
+            )
+            if plan is not None:
+                (plans if verdict.route == "auto" else approvals).append(plan)
+            d = verdict.diagnosis
+            decided.append(
+                {
+                    "incident_id": item.incident_id,
+                    "class": d.error_class,
+                    "action": d.action,
+                    "confidence": d.confidence,
+                    "route": verdict.route,
+                    "reason": reason,
+                }
+            )
+            log.info(
+                "medic: incident %s decided: %s -> %s, %s (confidence %.2f): %s",
+                item.incident_id,
+                d.error_class,
+                d.action,
+                verdict.route,
+                d.confidence,
+                reason,
+            )
+    return {"decided": decided, "auto": [asdict(p) for p in plans], "approvals": [asdict(p) for p in approvals]}
+
+
+def _lineage_subject(record: Any, incident_id: int, lineage_key: Any, conn: Any) -> dict[str, Any]:
+    """The incident's OpenLineage subject; empty (and said why) when it cannot be had."""
+    if not lineage.enabled():
+        return {}
+    try:
+        return lineage.subject(record, incident_id, lineage_key, conn)
+    except Exception as exc:
+        log.warning("medic: no lineage for incident %s (%s: %s)", incident_id, type(exc).__name__, exc)
+        return {}
+
 
 def prepare_approvals(plans: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     """Dry-run each approval's fix through the REST API and write its Markdown body.
 
     An API that cannot be reached does not hold back the approval: the body says so.
     """
-    from medic.airflow_api import AirflowApi
-    from medic.remediate import remediation
-
     approvals = [remediation.Plan.from_dict(p) for p in plans or []]
     if not approvals:
         return []
@@ -465,11 +580,6 @@ def prepare_approvals(plans: list[dict[str, Any]] | None) -> list[dict[str, Any]
 
 def refresh_knowledge() -> dict[str, Any]:
     """Embed and upsert the runbooks for the configured model; prune stale and other-model rows."""
-    from medic.diagnose import memory
-    from medic.diagnose.embedding import get_embedder
-    from medic.diagnose.knowledge import load_runbooks
-    from medic.verify import verification
-
     embedder = get_embedder()
     with db.connect(config.get("conn_id"), application_name="medic-knowledge", autocommit=True) as conn:
         counts = memory.refresh_runbooks(conn, embedder, load_runbooks())

@@ -12,10 +12,20 @@ fix; failed ones count against it); it runs where the embedder is loaded anyway.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
+from medic.capture.records import FailureRecord
+from medic.contract import AUTO_SAFE_ACTIONS
+from medic.diagnose import knowledge
+from medic.diagnose.knowledge import Match
+from medic.diagnose.memory import prepare_record
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    import psycopg
+
+    from medic.diagnose.embedding import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +92,9 @@ def record_run_outcome(
             for incident_id, status, seconds in conn.execute(_CLOSE, {"remediation_id": remediation_id}).fetchall():
                 closed.append({"incident_id": incident_id, "status": status, "time_to_fix_seconds": seconds})
     if closed:  # the remediation runs end in lineage: COMPLETE when resolved, FAIL when not
-        from medic.lineage import events as lineage
+        # OpenLineage's client (~0.5 s) loads when a fix is verified, not with this module: the
+        # listener imports it to write a final failure within its time bound.
+        from medic.lineage import events as lineage  # noqa: PLC0415
 
         lineage.emit_built(
             "verified outcomes", lineage.remediation_verified_events, conn, [c["incident_id"] for c in closed]
@@ -100,16 +112,11 @@ def record_run_outcome(
     return closed
 
 
-def learn_verified(conn: psycopg.Connection, embedder: Any, limit: int = 200) -> int:
+def learn_verified(conn: psycopg.Connection, embedder: Embedder, limit: int = 200) -> int:
     """Enter verified, not yet learned incidents into the knowledge base; returns how many.
 
     ``conn`` must be autocommit (``knowledge.upsert`` manages its own transactions).
     """
-    from medic.capture.records import FailureRecord
-    from medic.diagnose import knowledge
-    from medic.diagnose.memory import prepare_record
-    from medic.policy.gate import AUTO_SAFE_ACTIONS
-
     rows = conn.execute(
         "SELECT i.id, i.dag_id, i.task_id, e.payload, d.error_class, r.action, r.verified_outcome, r.decided_by,"
         " r.id, i.time_to_fix_seconds"
@@ -144,15 +151,12 @@ def learn_verified(conn: psycopg.Connection, embedder: Any, limit: int = 200) ->
     return len(entries)
 
 
-def verified_recurrences(conn: psycopg.Connection, fingerprint: str | None, k: int = 8) -> list[Any]:
+def verified_recurrences(conn: psycopg.Connection, fingerprint: str | None, k: int = 8) -> list[Match]:
     """Incidents with this exact fingerprint whose applied fix was verified, as retrieval matches.
 
     Read from the incidents themselves, not the knowledge table, so a fix verified a moment ago
     counts before it is embedded. ``fingerprint`` is None for signatures too vague to match.
     """
-    from medic.diagnose.knowledge import Match
-    from medic.policy.gate import AUTO_SAFE_ACTIONS
-
     if not fingerprint:
         return []
     rows = conn.execute(

@@ -82,7 +82,7 @@ def main(argv: list[str], stack: Any) -> int:
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args(argv)
 
-    from medic.diagnose.knowledge import ERROR_CLASSES
+    from medic.contract import ERROR_CLASSES
     from medic.view import report
 
     stack.start_postgres()
