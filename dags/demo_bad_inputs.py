@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pendulum
 from airflow.sdk import dag, task
 
@@ -13,9 +15,9 @@ from airflow.sdk import dag, task
     tags=["medic-demo"],
     params={"log_megabytes": 20},
 )
-def demo_bad_inputs():
+def demo_bad_inputs() -> None:
     @task
-    def huge_log(params=None) -> None:
+    def huge_log(params: Any = None) -> None:  # noqa: ANN401 (the DAG's params, which Airflow injects)
         from medic_dev.examples import huge_log_then_fail
 
         huge_log_then_fail(int(params["log_megabytes"]))

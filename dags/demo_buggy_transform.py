@@ -7,7 +7,7 @@ from airflow.sdk import dag, task
 
 
 @dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False, tags=["medic-demo"])
-def demo_buggy_transform():
+def demo_buggy_transform() -> None:
     @task
     def extract() -> list[dict]:
         return [{"order_id": 1, "customer_id": 7, "amount": 12.5}, {"order_id": 2, "amount": 3.0}]

@@ -14,7 +14,7 @@ from airflow.sdk import dag, get_current_context, task
     params={"failures": 30},
     max_active_tasks=64,
 )
-def demo_burst():
+def demo_burst() -> None:
     @task
     def shards() -> list[int]:
         return list(range(int(get_current_context()["params"]["failures"])))

@@ -1,4 +1,4 @@
-"""Example: an orders API call whose upstream refuses connections (retried once by Airflow)."""
+"""Example: an orders API call whose upstream drops connections (retried once by Airflow)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,16 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import dag, get_current_context, task
 
-from medic_dev.examples import REFUSING_ENDPOINT
-
 
 @dag(
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["medic-demo"],
-    params={"endpoint": REFUSING_ENDPOINT, "flaky_until_try": 2},
+    params={"endpoint": "", "flaky_until_try": 2},  # endpoint "": a local API that resets connections
     default_args={"retries": 1, "retry_delay": timedelta(seconds=2)},
 )
-def demo_flaky_api():
+def demo_flaky_api() -> None:
     @task
     def fetch_orders() -> int:
         from medic_dev.examples import fetch_orders as fetch

@@ -7,7 +7,7 @@ from airflow.sdk import dag, task
 
 
 @dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False, tags=["medic-demo"])
-def demo_long_running():
+def demo_long_running() -> None:
     @task
     def wait_for_export() -> None:
         from medic_dev.examples import wait_for_export

@@ -7,7 +7,7 @@ from airflow.sdk import dag, get_current_context, task
 
 
 @dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False, tags=["medic-demo"])
-def demo_missing_input():
+def demo_missing_input() -> None:
     @task
     def load_landing_file() -> int:
         from medic_dev.examples import demo_data_dir, load_landing_file

@@ -11,7 +11,7 @@ from airflow.sdk import dag, task
 
 
 @dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False, tags=["medic-demo"])
-def demo_prompt_injection():
+def demo_prompt_injection() -> None:
     @task
     def validate_partner_file() -> None:
         from medic_dev.examples import injected_log_then_fail

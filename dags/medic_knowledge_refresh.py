@@ -21,7 +21,7 @@ from assets.medic_assets import MEDIC_KNOWLEDGE
     tags=["medic"],
     doc_md=__doc__,
 )
-def medic_knowledge_refresh():
+def medic_knowledge_refresh() -> None:
     @task
     def refresh_runbooks() -> dict:
         from medic.tasks import pipeline

@@ -31,7 +31,7 @@ SWEEP_EVERY = timedelta(minutes=config.get_float("sweep_interval_minutes"))
     default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
     doc_md=__doc__,
 )
-def medic_sweep():
+def medic_sweep() -> None:
     @task(execution_timeout=timedelta(minutes=10))
     def sweep_uncaptured_failures() -> dict:
         from medic.capture import sweep

@@ -10,11 +10,21 @@ and password of a user allowed to clear task instances. The token comes from the
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import httpx
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from airflow_client.client import ApiClient
+
+    from medic.db import ConnectionFields
+
+T = TypeVar("T")
 
 
 def parse_time(ts: str) -> datetime:
@@ -50,7 +60,7 @@ class RemediationApi(Protocol):
     ) -> list[ClearedInstance]: ...
 
 
-def base_url_of(connection: Any) -> str:
+def base_url_of(connection: ConnectionFields) -> str:
     host = (connection.host or "").rstrip("/")
     if host.startswith(("http://", "https://")):
         return host
@@ -66,11 +76,12 @@ class AirflowApi:
         self.base_url = base_url.rstrip("/")
         self._credentials = {"username": username, "password": password}
         self._timeout = timeout
-        self._client: Any = None
+        self._client: ApiClient | None = None
 
     @classmethod
     def from_connection(cls, conn_id: str) -> AirflowApi:
-        from airflow.sdk import BaseHook
+        # Airflow on first use: the ``medic`` command's tools import this module (see medic.db)
+        from airflow.sdk import BaseHook  # noqa: PLC0415
 
         connection = BaseHook.get_connection(conn_id)
         if not connection.login or not connection.password:
@@ -81,9 +92,9 @@ class AirflowApi:
         response = httpx.post(f"{self.base_url}/auth/token", json=self._credentials, timeout=self._timeout)
         if response.status_code >= 400:
             raise PermissionError(f"Airflow refused medic's service credential: {response.status_code}")
-        return response.json()["access_token"]
+        return str(response.json()["access_token"])
 
-    def _api(self, renew: bool = False) -> Any:
+    def _api(self, renew: bool = False) -> ApiClient:
         import airflow_client.client as airflow_client
 
         if self._client is None or renew:
@@ -91,7 +102,7 @@ class AirflowApi:
             self._client = airflow_client.ApiClient(configuration)
         return self._client
 
-    def _call(self, make: Any) -> Any:
+    def _call(self, make: Callable[[ApiClient], T]) -> T:
         from airflow_client.client.exceptions import UnauthorizedException
 
         try:
@@ -100,9 +111,9 @@ class AirflowApi:
             return make(self._api(renew=True))
 
     def task_instance(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> dict[str, Any]:
-        from airflow_client.client import TaskInstanceApi
+        from airflow_client.client import TaskInstanceApi, TaskInstanceResponse
 
-        def get(api: Any) -> Any:
+        def get(api: ApiClient) -> TaskInstanceResponse:
             if map_index >= 0:
                 return TaskInstanceApi(api).get_mapped_task_instance(dag_id, run_id, task_id, map_index)
             return TaskInstanceApi(api).get_task_instance(dag_id, run_id, task_id)
@@ -160,13 +171,14 @@ class AirflowApi:
 
     def failed_task_instances(self, since: datetime, until: datetime, page: int = 100) -> list[dict[str, Any]]:
         """Task instances that failed for good between ``since`` and ``until`` (their end), all DAGs."""
-        from airflow_client.client import TaskInstanceApi
+        from airflow_client.client import TaskInstanceApi, TaskInstanceCollectionResponse
 
         found: list[dict[str, Any]] = []
         while True:
             offset = len(found)
-            response = self._call(
-                lambda api, offset=offset: TaskInstanceApi(api).get_task_instances(
+
+            def get(api: ApiClient, offset: int = offset) -> TaskInstanceCollectionResponse:
+                return TaskInstanceApi(api).get_task_instances(
                     "~",
                     "~",
                     state=["failed"],
@@ -176,19 +188,19 @@ class AirflowApi:
                     limit=page,
                     offset=offset,
                 )
-            )
+
+            response = self._call(get)
             batch = [ti.to_dict() for ti in response.task_instances]
             for ti in batch:
                 ti["state"] = _state(ti.get("state"))
             found += batch
             # the server may cap a page below ``page`` ([api] maximum_page_limit): stop on empty
-            if not batch or len(found) >= response.total_entries:
+            # (an offset-paginated answer always carries its total; the model types it optional)
+            if not batch or len(found) >= cast("int", response.total_entries):
                 return found
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int) -> list[Any]:
         """One try's log as the api-server serves it: structured entries (or plain lines)."""
-        import json
-
         from airflow_client.client import TaskInstanceApi
 
         # raw JSON: the client's model of a log entry keeps only time and text, not level and logger
@@ -202,5 +214,5 @@ class AirflowApi:
         return list(json.loads(response.data).get("content") or [])
 
 
-def _state(value: Any) -> str | None:
+def _state(value: object) -> str | None:
     return None if value is None else str(getattr(value, "value", value))

@@ -17,6 +17,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from medic import config, db
+from medic.capture.scrub import scrub_stream
 from medic.migrate import migrate
 
 Handler = Callable[[argparse.Namespace], int]
@@ -107,6 +108,11 @@ def cmd_incidents(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scrub(args: argparse.Namespace) -> int:
+    scrub_stream(sys.stdin, sys.stdout)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medic", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     incidents.add_argument("--limit", type=int, default=50)
     incidents.add_argument("--json", action="store_true")
     incidents.set_defaults(handler=cmd_incidents)
+    sub.add_parser("scrub", help="print stdin as medic would store it, secrets replaced").set_defaults(
+        handler=cmd_scrub
+    )
     for entry in entry_points(group="medic.commands"):
         entry.load()(parser, sub)
     return parser

@@ -9,7 +9,7 @@ A host that starts with ``/`` is a Unix-socket directory, as libpq reads it.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 
@@ -20,7 +20,22 @@ _cache: dict[str, dict[str, Any]] = {}
 _cache_lock = threading.Lock()
 
 
-def kwargs_from_connection(conn: Any) -> dict[str, Any]:
+class ConnectionFields(Protocol):
+    """The fields of an Airflow Connection that make libpq's arguments (``extra_dejson`` optional)."""
+
+    @property
+    def host(self) -> str | None: ...
+    @property
+    def port(self) -> int | None: ...
+    @property
+    def login(self) -> str | None: ...
+    @property
+    def password(self) -> str | None: ...
+    @property
+    def schema(self) -> str | None: ...
+
+
+def kwargs_from_connection(conn: ConnectionFields) -> dict[str, Any]:
     """libpq keyword arguments from an Airflow Connection object."""
     kwargs: dict[str, Any] = {
         "host": conn.host or None,
@@ -39,7 +54,9 @@ def connection_kwargs(conn_id: str, *, refresh: bool = False) -> dict[str, Any]:
     with _cache_lock:
         if not refresh and conn_id in _cache:
             return dict(_cache[conn_id])
-    from airflow.sdk import BaseHook
+    # Airflow is imported on first use, not with this module: the ``medic`` command imports it
+    # before an installed tool may point the process at its stack's AIRFLOW_HOME.
+    from airflow.sdk import BaseHook  # noqa: PLC0415
 
     kwargs = kwargs_from_connection(BaseHook.get_connection(conn_id))
     with _cache_lock:
@@ -49,7 +66,7 @@ def connection_kwargs(conn_id: str, *, refresh: bool = False) -> dict[str, Any]:
 
 async def aconnection_kwargs(conn_id: str) -> dict[str, Any]:
     """Async twin for the triggerer, whose event loop must not block on secrets lookups."""
-    from airflow.sdk import BaseHook
+    from airflow.sdk import BaseHook  # noqa: PLC0415 (as in connection_kwargs)
 
     return kwargs_from_connection(await BaseHook.aget_connection(conn_id))
 

@@ -13,8 +13,10 @@ import logging
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING
 
-import psycopg
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ class MigrationError(RuntimeError):
 
 
 def available() -> list[Migration]:
-    found = []
+    found: list[Migration] = []
     for entry in resources.files("medic").joinpath("migrations").iterdir():
         match = _NAME.match(entry.name)
         if match:
@@ -51,10 +53,11 @@ def available() -> list[Migration]:
 
 
 def applied(conn: psycopg.Connection) -> dict[int, str]:
-    exists = conn.execute("SELECT to_regclass('medic.schema_migrations')").fetchone()[0]
+    (exists,) = conn.execute("SELECT to_regclass('medic.schema_migrations')").fetchone() or (None,)
     if exists is None:
         return {}
-    return dict(conn.execute("SELECT version, checksum FROM medic.schema_migrations").fetchall())
+    rows = conn.execute("SELECT version, checksum FROM medic.schema_migrations").fetchall()
+    return {int(version): str(checksum) for version, checksum in rows}
 
 
 def migrate(conn: psycopg.Connection) -> list[Migration]:

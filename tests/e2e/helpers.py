@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from medic_dev.stack import Stack
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from medic_dev.stack import Stack
 
 T = TypeVar("T")
 

@@ -3,7 +3,9 @@
 The module starts its own stack (its own PostgreSQL, Airflow with the CeleryExecutor, a private
 Redis from Debian's ``redis-server`` as broker, and two ``airflow celery worker`` processes: one
 for the ``default`` queue, one for ``llm``), configured for generation on CPU with a tiny model.
-It never starts the session stack, and stops everything it started at the end.
+It never starts the session stack, and stops it (its Airflow processes) where an earlier module
+had: never two stacks at once. It runs last in the tier (E2E_LAST in tests/conftest.py), and
+stops everything it started at the end.
 """
 
 from __future__ import annotations
@@ -13,24 +15,31 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 import pytest
 
-from medic_dev.rest_client import DevRestClient
 from medic_dev.stack import COMPONENTS, Stack, free_port
 from tests.e2e.helpers import query, wait_filed, wait_for
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from medic_dev.rest_client import DevRestClient
+
 # no skip without Redis: the stack says "apt-get install redis-server" and the test errors
-pytestmark = pytest.mark.e2e
+# own_stack: tests/e2e/conftest.py neither starts nor configures the session stack for it
+pytestmark = [pytest.mark.e2e, pytest.mark.own_stack]
 
 HOST = socket.gethostname()  # what medic.stack.worker_hostname builds on
 
 
 @pytest.fixture(scope="module")
-def celery_stack(request: pytest.FixtureRequest, llm_python: str, tiny_model: str) -> Iterator[Stack]:
+def celery_stack(
+    request: pytest.FixtureRequest, without_session_stack: None, llm_python: str, tiny_model: str
+) -> Iterator[Stack]:
     # short path: the PostgreSQL socket lives in it
     home = Path(tempfile.mkdtemp(prefix="medic-c-", dir="/tmp"))
     stack = Stack(
@@ -52,12 +61,6 @@ def celery_stack(request: pytest.FixtureRequest, llm_python: str, tiny_model: st
             print(f"\nmedic: celery test stack kept for inspection in {home} (logs in {home / 'logs'})")
         else:
             shutil.rmtree(home, ignore_errors=True)
-
-
-@pytest.fixture(autouse=True)
-def all_components_running(celery_stack: Stack) -> Iterator[None]:
-    """Overrides tests/e2e/conftest.py's, which would start the session stack this module never uses."""
-    yield
 
 
 @pytest.fixture(scope="module")

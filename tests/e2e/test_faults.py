@@ -1,4 +1,11 @@
-"""Faults and bad input on the real stack: nothing lost, nothing counted twice, the loop goes on."""
+"""Faults and bad input on the real stack: nothing lost, nothing counted twice, the loop goes on.
+
+The module runs with a 20 s task heartbeat timeout (the session stack's is 60 s, Airflow's 300 s):
+a task instance whose supervisor died with a killed scheduler, or gave up while PostgreSQL was
+away, is failed (and retried) after that long. Live tasks heartbeat every 5 s, so 20 s is still
+four missed heartbeats. The bursts are 8 tasks, 4 at a time (the stack's parallelism): each fault
+is asserted to land while the burst is still failing.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +20,30 @@ from tests.e2e.helpers import events_of_run, query, run_sweep, settled, wait_fil
 
 pytestmark = pytest.mark.e2e
 
+BURST = 8  # two rounds of the stack's 4 parallel tasks: a fault lands between them
+
+
+@pytest.fixture(scope="module")
+def stack_settings() -> dict[str, str]:
+    """The scheduler fails a task whose supervisor is gone after 20 s instead of a minute."""
+    return {"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20"}
+
 
 def _burst_event_total(stack) -> int:
     return query(stack, "SELECT coalesce(sum(event_count), 0) FROM medic.incidents WHERE dag_id = 'demo_burst'")[0][0]
+
+
+def _first_failures_then(stack, client, fault) -> str:
+    """Start a burst of BURST failures and, once the first is recorded, ``fault()``; the burst's run.
+
+    Fewer than BURST recorded right after the fault means it hit mid-burst: failures came after
+    it, or were lost to it (the PostgreSQL restart), and the test shows medic recovers them."""
+    run_id = client.trigger("demo_burst", conf={"failures": BURST})
+    wait_for(lambda: events_of_run(stack, "demo_burst", run_id), 120, "the first failure of the burst")
+    fault()
+    at_fault = len(events_of_run(stack, "demo_burst", run_id))
+    assert at_fault < BURST, f"the fault came after the whole burst had failed ({at_fault} of {BURST})"
+    return run_id
 
 
 def _diagnose_in_flight(client) -> bool:
@@ -25,13 +53,12 @@ def _diagnose_in_flight(client) -> bool:
 
 def test_triggerer_killed_mid_burst_every_event_is_filed_exactly_once(stack, client) -> None:
     before = _burst_event_total(stack)
-    run_id = client.trigger("demo_burst", conf={"failures": 12})
-    wait_for(lambda: events_of_run(stack, "demo_burst", run_id), 120, "the first failure of the burst")
-    stack.kill_component("triggerer", signal.SIGKILL)  # mid-stream: the burst is still failing
+    # mid-stream: the burst is still failing
+    run_id = _first_failures_then(stack, client, lambda: stack.kill_component("triggerer", signal.SIGKILL))
     try:
         wait_for(lambda: stack.pid("triggerer") is None, 10, "the triggerer to die")
         assert client.wait_for_run("demo_burst", run_id, timeout=300) == "failed"
-        wait_for(lambda: len(events_of_run(stack, "demo_burst", run_id)) == 12, 60, "all 12 burst failures")
+        wait_for(lambda: len(events_of_run(stack, "demo_burst", run_id)) == BURST, 60, f"all {BURST} burst failures")
         # Diagnose runs already in flight may still claim part of the burst. Once none is left,
         # a further failure has nobody to wake for it: it is stranded for sure.
         wait_for(lambda: not _diagnose_in_flight(client), 120, "in-flight diagnose runs to finish")
@@ -45,10 +72,11 @@ def test_triggerer_killed_mid_burst_every_event_is_filed_exactly_once(stack, cli
         if stack.pid("triggerer") is None:
             stack.start_component("triggerer")
 
-    burst = wait_filed(stack, "demo_burst", run_id, 12, 180)
+    burst = wait_filed(stack, "demo_burst", run_id, BURST, 180)
     late = wait_filed(stack, "demo_missing_input", late_run, 1, 60)
+    assert len(burst + late) == BURST + 1
     assert all(e["status"] == "processed" and e["incident_id"] and e["processed_by"] for e in burst + late)
-    assert _burst_event_total(stack) - before == 12  # each event counted once, none twice
+    assert _burst_event_total(stack) - before == BURST  # each event counted once, none twice
 
 
 def test_bad_inputs_are_captured_bounded_and_the_loop_keeps_running(stack, client) -> None:
@@ -140,9 +168,8 @@ def _every_failure_diagnosed_once(
 
 def test_scheduler_killed_mid_burst_every_failure_is_diagnosed_once(stack, client) -> None:
     before = _burst_event_total(stack)
-    run_id = client.trigger("demo_burst", conf={"failures": 12})
-    wait_for(lambda: events_of_run(stack, "demo_burst", run_id), 120, "the first failure of the burst")
-    stack.kill_component("scheduler", signal.SIGKILL)  # its LocalExecutor workers die with it
+    # its LocalExecutor workers die with it
+    run_id = _first_failures_then(stack, client, lambda: stack.kill_component("scheduler", signal.SIGKILL))
     wait_for(lambda: stack.pid("scheduler") is None, 10, "the scheduler to die")
     stack.start_component("scheduler")
     assert client.wait_for_run("demo_burst", run_id, timeout=420) == "failed"
@@ -152,9 +179,8 @@ def test_scheduler_killed_mid_burst_every_failure_is_diagnosed_once(stack, clien
 
 def test_postgres_restarted_mid_burst_every_failure_is_diagnosed_once(stack, client) -> None:
     before = _burst_event_total(stack)
-    run_id = client.trigger("demo_burst", conf={"failures": 12})
-    wait_for(lambda: events_of_run(stack, "demo_burst", run_id), 120, "the first failure of the burst")
-    stack.restart_postgres()  # Airflow's metadata and medic's outbox go away and come back
+    # Airflow's metadata and medic's outbox go away and come back
+    run_id = _first_failures_then(stack, client, stack.restart_postgres)
     # An Airflow component may exit when its metadata database goes away (the triggerer does:
     # "Exception when executing TriggerRunnerSupervisor.run"). A deployment's supervisor
     # (compose's restart policy, Kubernetes, systemd) starts it again; here the test does.

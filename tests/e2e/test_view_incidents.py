@@ -12,8 +12,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 import httpx
 import pytest
 
-from medic.cli import DEMO_DAGS
 from medic.remediate.remediation import APPROVAL_DAG, APPROVAL_TASK, approval_subject_suffix
+from medic_dev.cli import DEMO_DAGS
 from medic_dev.stack import ADMIN_USER
 from tests.e2e.helpers import query, wait_filed, wait_for
 
@@ -34,6 +34,7 @@ def demo_incidents(stack, client) -> dict[str, int]:
         expected = 2 if dag_id == "demo_flaky_api" else 1  # its first try is retried by Airflow itself
         events = wait_filed(stack, dag_id, run_id, expected, 120)
         incidents[dag_id] = next(e["incident_id"] for e in events if e["status"] == "processed")
+    assert len(incidents) == len(DEMO_DAGS) >= 4
     wait_for(
         lambda: all(
             query(
@@ -251,7 +252,11 @@ def test_the_page_shows_the_demos_incidents_and_figures_inside_the_airflow_ui(
         wait.until(
             until.presence_of_element_located((By.CSS_SELECTOR, f"tr.incident[data-incident-id='{incident_id}']"))
         )
-        wait.until(lambda b, d=dag_id: all(d in r.text for r in b.find_elements(By.CSS_SELECTOR, "tr.incident")))
+        wait.until(
+            lambda b, d=dag_id: (
+                (rows := b.find_elements(By.CSS_SELECTOR, "tr.incident")) and all(d in r.text for r in rows)
+            )
+        )
         wait.until(
             lambda b, i=incident_id: "→" in b.find_element(By.CSS_SELECTOR, f"tr.incident[data-incident-id='{i}']").text
         )  # the diagnosis is shown

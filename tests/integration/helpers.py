@@ -4,8 +4,8 @@ from datetime import datetime, timezone
 
 from medic.capture import outbox
 from medic.capture.records import FailureRecord
-from medic.diagnose import incidents
 from medic.contract import Diagnosis
+from medic.diagnose import incidents
 
 #: the diagnosis integration tests give a filed incident: a transient failure, retried
 RETRY_DIAGNOSIS = Diagnosis(

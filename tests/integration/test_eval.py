@@ -16,13 +16,19 @@ from medic_dev.evaluate import CaseError, evaluate, load_cases
 DEV_CASES = Path(__file__).resolve().parents[3] / "shared" / "failures" / "dev.jsonl"
 
 
-@pytest.mark.skipif(not DEV_CASES.exists(), reason="shared/failures/dev.jsonl is not beside this checkout")
+@pytest.mark.shared("failures/dev.jsonl")  # skips without ../shared; fails in CI (tests/conftest.py)
 @pytest.mark.parametrize("leave_one_out", [False, True])
 def test_dev_cases_meet_the_bar(kb_conn, leave_one_out) -> None:
-    result = evaluate(kb_conn, get_embedder(), load_runbooks(), load_cases(DEV_CASES), leave_one_out=leave_one_out)
-    assert result["n"] == 39
-    assert result["class_accuracy"] >= 0.85, result["confusions"]
-    assert result["auto_precision"] in (None, 1.0)  # an automatic fix on a non-auto-safe case: never
+    """The development split as it stands (it grows: the count follows the file), against the bar
+    issue 16 set for it; never a bar lowered to meet a number."""
+    cases = load_cases(DEV_CASES)
+    result = evaluate(kb_conn, get_embedder(), load_runbooks(), cases, leave_one_out=leave_one_out)
+    labelled = [c for c in cases if c.get("error_class")]
+    assert len(labelled) >= 94 and result["n"] == len(labelled)
+    assert result["class_accuracy"] >= 0.80, result["confusions"]
+    # an automatic fix on a case that is not auto-safe: never
+    unsafe = [r["id"] for r in result["cases"] if r["automatic"] and not r["auto_safe"]]
+    assert unsafe == [] and result["auto_precision"] in (None, 1.0)
     # nothing the evaluation added stays in the knowledge base
     assert kb_conn.execute("SELECT count(*) FROM medic.knowledge").fetchone()[0] == 0
 
@@ -85,7 +91,7 @@ def test_cli_prints_one_json_object(embedded, it_db, tmp_path) -> None:
 
 def test_eval_generation_path_scores_the_models_diagnoses(kb_conn, llm_python, tiny_model) -> None:
     """`medic eval --backend cpu`: the same prompts as medic_diagnose, one batch, in the generation env."""
-    from medic.llm.backends import GenerationSettings
+    from medic.llm.base import GenerationSettings
     from medic.llm.client import run_isolated
 
     cases = [

@@ -8,8 +8,8 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from medic.capture import outbox
-from medic.diagnose import incidents
 from medic.contract import Diagnosis
+from medic.diagnose import incidents
 from medic.remediate import remediation
 from medic.view import report
 from tests.integration.helpers import record

@@ -13,8 +13,8 @@ import pytest
 
 from medic.capture import outbox
 from medic.capture.records import build_record
-from medic.diagnose import incidents
 from medic.contract import Diagnosis
+from medic.diagnose import incidents
 from medic.lineage import events as lineage
 from medic.remediate import remediation
 from medic.verify import verification

@@ -21,7 +21,7 @@ import jsonschema
 import pytest
 import yaml
 
-from medic.config import DEFAULTS
+from medic.provider import DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yaml"

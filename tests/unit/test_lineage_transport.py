@@ -53,3 +53,24 @@ def test_secrets_in_a_providers_fail_event_never_reach_the_file(tmp_path) -> Non
 def test_a_wrapper_without_a_transport_to_wrap_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match='needs "transport"'):
         get_default_factory().create({"type": "medic.lineage.transport.ScrubbingTransport"})
+
+
+def test_a_dag_runs_conf_is_scrubbed_by_key_not_only_by_look(tmp_path) -> None:
+    """``{'db_pass': 'Hunter...'}`` looks like nothing on its own: its key says it is a secret."""
+    path = tmp_path / "events.jsonl"
+    transport = get_default_factory().create(
+        {
+            "type": "medic.lineage.transport.ScrubbingTransport",
+            "transport": {"type": "file", "log_file_path": str(path), "append": True},
+        }
+    )
+    event = _fail_event("task failed")
+    conf = {"target": "prod", "db_pass": "Vq83mXz0", "partner": {"auth": {"api_key": "pk-71hQz2"}}, "rows": 5}
+    event.run.facets["airflow"] = {"dagRun": {"conf": conf, "run_id": "manual__2026"}}  # type: ignore[index]
+    transport.emit(event)
+    (written,) = [json.loads(line) for line in path.read_text().splitlines()]
+    text = json.dumps(written)
+    assert "Vq83mXz0" not in text and "pk-71hQz2" not in text
+    seen = written["run"]["facets"]["airflow"]["dagRun"]
+    assert seen["conf"]["target"] == "prod" and seen["conf"]["rows"] == 5 and seen["run_id"] == "manual__2026"
+    assert seen["conf"]["db_pass"].startswith("[REDACTED")

@@ -194,10 +194,16 @@ def test_a_verified_recurrence_outweighs_a_stray_runbook_signal() -> None:
     recurrence = Match(
         1, "incident", "incident:1", "network_transient", "retry", True, "resolved", None, "", 1.0, "fingerprint"
     )
+    # a refused connection to a local port reads as a missing setting; the verified recurrence wins
     scores = class_scores(assess(text, [recurrence], RUNBOOKS))
-    assert scores["network_transient"] / sum(scores.values()) >= T.auto_confidence
+    assert max(scores, key=lambda c: scores[c]) == "network_transient"
     without = class_scores(assess(text, [], RUNBOOKS))
-    assert without.get("network_transient", 0) / sum(without.values()) < T.auto_confidence
+    assert without.get("network_transient", 0) / (sum(without.values()) or 1.0) < T.auto_confidence
+    assert max(without, key=lambda c: without[c]) != "network_transient"
+    # and the recurrence of a verified retry is automatic although the words alone say otherwise
+    opinions = assess(text, [recurrence], RUNBOOKS)
+    retrieval = diagnose(extract(text), opinions, [recurrence], RUNBOOKS)
+    assert decide(Evidence(retrieval, opinions, [recurrence]), RUNBOOKS, T).route == "auto"
 
 
 def test_diagnosis_returns_a_diagnosis_and_nothing_else() -> None:
@@ -206,3 +212,13 @@ def test_diagnosis_returns_a_diagnosis_and_nothing_else() -> None:
     result = diagnose(extract(text), opinions, [], RUNBOOKS)
     assert isinstance(result, Diagnosis)
     assert result.error_class == opinions.text.error_class == "db_contention"
+
+
+def test_a_verified_retry_marked_unsafe_to_repeat_alone_is_no_support() -> None:
+    unsafe = Match(
+        1, "incident", "incident:1", "network_transient", "retry", False, "resolved", None, "", 1.0, "fingerprint"
+    )
+    verdict = decide(evidence(diagnosis(), [unsafe]), RUNBOOKS, T)
+    assert verdict.route == "approval" and "no verified similar resolution" in verdict.reason
+    stored = Match.from_neighbour(unsafe.neighbour())
+    assert stored.auto_safe is False and decide(evidence(diagnosis(), [stored]), RUNBOOKS, T).route == "approval"

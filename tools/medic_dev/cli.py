@@ -4,21 +4,28 @@ runtime package never imports this."""
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import os
 import signal
 import time
 from pathlib import Path
-from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medic import config, db
 from medic.cli import fetch_event_counts, fetch_incidents, medic_db_configured, print_incidents, say
+from medic.diagnose.embedding import get_embedder
+from medic.diagnose.knowledge import load_runbooks
 from medic.lineage import events as lineage
+from medic.llm.base import BACKENDS, GenerationSettings
+from medic.llm.client import run_isolated
 from medic_dev import lineage_files
+from medic_dev.evaluate import evaluate, load_cases, plot
 from medic_dev.stack import ADMIN_USER, LINEAGE_NAMESPACE, Stack, project_root
+
+if TYPE_CHECKING:
+    import argparse
+    from types import FrameType
 
 DEMO_DAGS = ("demo_flaky_api", "demo_missing_input", "demo_buggy_transform", "demo_warehouse_load")
 
@@ -160,7 +167,8 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 def _count(sql: str) -> int:
     with db.connect(config.get("conn_id"), application_name="medic-cli") as conn:
-        return int(conn.execute(sql).fetchone()[0])
+        (count,) = conn.execute(sql).fetchone() or (0,)  # a count: always one row
+        return int(count)
 
 
 def _wait_until_none(sql: str, timeout: float, complaint: str) -> None:
@@ -175,10 +183,6 @@ def _wait_until_none(sql: str, timeout: float, complaint: str) -> None:
 
 # ---- eval ----------------------------------------------------------------------------------------
 def cmd_eval(args: argparse.Namespace) -> int:
-    from medic.diagnose.embedding import get_embedder
-    from medic.diagnose.knowledge import load_runbooks
-    from medic_dev.evaluate import evaluate, load_cases
-
     cases = load_cases(args.cases)
     runbooks = load_runbooks()
     stack = make_stack(args)
@@ -192,9 +196,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         conn = stack.connect_postgres("medic")
     generate, settings = None, None
     if args.backend != "none":
-        from medic.llm.backends import GenerationSettings
-        from medic.llm.client import run_isolated
-
         settings = GenerationSettings(
             backend=args.backend, model=args.model, timeout_seconds=args.timeout, max_new_tokens=args.max_new_tokens
         )
@@ -210,15 +211,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 runbooks,
                 cases,
                 leave_one_out=args.leave_one_out,
+                recurrences=args.recurrences,
                 generate=generate,
                 settings=settings,
             )
     finally:
         if started_postgres:
             stack.stop_postgres()
+    if args.plot:
+        result["plot"] = str(plot(result, args.plot))
     if not args.details:
         result.pop("cases")
-    say(json.dumps(result, default=str))
+        if "recurrences" in result:
+            result["recurrences"].pop("cases")
+    say(json.dumps(result, default=str))  # the last line: one JSON object
     return 0
 
 
@@ -233,7 +239,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return int(module.main(args.extra, make_stack(args)) or 0)
 
 
-def register(parser: argparse.ArgumentParser, sub: Any) -> None:
+def register(parser: argparse.ArgumentParser, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the development subcommands to ``medic`` (the ``medic.commands`` entry point)."""
     parser.add_argument("--home", help="stack home (default: $MEDIC_STACK_HOME or <project>/.medic)")
     parser.add_argument(
@@ -253,9 +259,15 @@ def register(parser: argparse.ArgumentParser, sub: Any) -> None:
     evaluation.add_argument(
         "--leave-one-out", action="store_true", help="also use the other labelled cases as verified past incidents"
     )
-    evaluation.add_argument("--details", action="store_true", help="include every case's result")
     evaluation.add_argument(
-        "--backend", default="none", choices=["none", "cpu", "vllm"], help="also generate with this backend"
+        "--recurrences",
+        action="store_true",
+        help="also score each case again as a rerun logs it (new timestamps and ids), its original verified",
+    )
+    evaluation.add_argument("--details", action="store_true", help="include every case's result")
+    evaluation.add_argument("--plot", metavar="FILE", help="write a PNG: confusion matrix and reliability diagram")
+    evaluation.add_argument(
+        "--backend", default="none", choices=BACKENDS, help="also generate with this backend (medic.llm.base)"
     )
     evaluation.add_argument("--model", default="", help="the generation model: a local path")
     evaluation.add_argument(

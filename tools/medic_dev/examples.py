@@ -10,10 +10,24 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import signal
+import socket
+import struct
 import sys
+import threading
+import time
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, cast
+
+import psycopg
+
+from medic import config, db
+
+if TYPE_CHECKING:
+    from medic.capture.listener import TaskInstance
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +42,42 @@ PLANTED_API_KEY = "Zq7-unguessable-71"
 PARTNER_CONNECTION = {"conn_type": "http", "host": "127.0.0.1", "port": 9, "password": PLANTED_API_KEY}
 
 
+def flaky_orders_api() -> str:
+    """A local orders API having a bad moment: it reads the request, then resets the connection.
+
+    The caller sees what a load balancer or proxy dropping a connection looks like
+    (``ConnectionResetError: [Errno 104] Connection reset by peer``): a transient network fault,
+    unlike a refused connection to a local port, which usually means a missing setting.
+    """
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def reset_once() -> None:
+        with server:
+            conn, _ = server.accept()
+            with conn:
+                conn.settimeout(5)
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    request += chunk
+                # linger 0: close() sends a TCP reset instead of an orderly FIN
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    threading.Thread(target=reset_once, name="flaky-orders-api", daemon=True).start()
+    return f"http://127.0.0.1:{server.getsockname()[1]}/v1/orders"
+
+
 def fetch_orders(endpoint: str, try_number: int, flaky_until_try: int) -> list[dict[str, Any]]:
-    """An API call whose upstream is down for the first ``flaky_until_try`` tries."""
+    """An API call whose upstream drops the connection for the first ``flaky_until_try`` tries
+    (``endpoint`` empty: the local flaky API above)."""
     if try_number > flaky_until_try:
         log.info("orders API answered on try %s", try_number)
         return [{"order_id": 1, "customer_id": 7, "amount": 12.5}]
+    endpoint = endpoint or flaky_orders_api()
     log.info("GET %s (try %s)", endpoint, try_number)
-    with urllib.request.urlopen(endpoint, timeout=5) as response:  # raises URLError: refused
+    with urllib.request.urlopen(endpoint, timeout=5) as response:  # raises: connection reset by peer
         return [dict(row) for row in response]
 
 
@@ -54,8 +97,6 @@ def transform_orders(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def load_warehouse(dsn: str = WAREHOUSE_DSN) -> None:
     """Connect to the warehouse; it refuses connections (down, or the wrong port)."""
-    import psycopg
-
     log.info("connecting to %s", dsn)  # a careless log line with a password in it
     with psycopg.connect(dsn, connect_timeout=3) as conn:
         conn.execute("SELECT 1")
@@ -104,8 +145,6 @@ def demo_data_dir() -> str:
 
 def wait_for_export(seconds: int) -> None:
     """Wait for an upstream export that is late; someone may stop this by hand."""
-    import time
-
     for waited in range(seconds):
         if waited % 30 == 0:
             log.info("waiting for the upstream export (%ss so far)", waited)
@@ -114,7 +153,9 @@ def wait_for_export(seconds: int) -> None:
 
 def call_partner_api(conn_id: str = "demo_partner_api") -> None:
     """A client library that echoes the rejected key in its error (some do)."""
-    from airflow.sdk import BaseHook
+    # Airflow loads in the task that calls this, not with the module: the ``medic`` command
+    # imports this module (the stack's PARTNER_CONNECTION) before it points Airflow at the stack.
+    from airflow.sdk import BaseHook  # noqa: PLC0415
 
     connection = BaseHook.get_connection(conn_id)
     log.info("calling the partner API at %s", connection.host)
@@ -140,8 +181,6 @@ def injected_log_then_fail() -> None:
 def killed_by_the_kernel() -> None:
     """The task's own process is SIGKILLed (the OOM killer, an evicted pod): no exception is
     raised, so no listener in it runs; only the supervisor sees the process die."""
-    import signal
-
     log.info("loading the whole partition into memory")
     os.kill(os.getpid(), signal.SIGKILL)
 
@@ -152,10 +191,7 @@ def report_storm_failure(dag_id: str, run_id: str, task_id: str, map_index: int,
 
     For ``medic bench storm``: no Airflow task runs, the report from the outbox on is real.
     """
-    from datetime import datetime, timezone
-    from types import SimpleNamespace
-
-    from medic.capture import listener as capture
+    from medic.capture import listener as capture  # noqa: PLC0415 (it loads Airflow: see call_partner_api)
 
     now = datetime.now(timezone.utc)
     instance = SimpleNamespace(
@@ -176,15 +212,13 @@ def report_storm_failure(dag_id: str, run_id: str, task_id: str, map_index: int,
     try:
         burst_failure(map_index)
     except Exception as exc:
-        return capture.capture_failure(instance, exc, source="task")
+        return capture.capture_failure(cast("TaskInstance", instance), exc, source="task")
     return "no failure raised"
 
 
 def warm_capture() -> None:
     """Load what a task process has loaded before its listener runs (Airflow's config, the
     secrets masker, the medic_db Connection), so a storm's writers time capture, not imports."""
-    from airflow.sdk.log import redact  # noqa: F401
-
-    from medic import config, db
+    from airflow.sdk.log import redact  # noqa: F401, PLC0415 (loading it is the point; see call_partner_api)
 
     db.connection_kwargs(config.get("conn_id"))

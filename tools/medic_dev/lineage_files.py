@@ -33,7 +33,7 @@ class Validator:
         self._validator = Draft202012Validator
         self._by_url: dict[str, Any] = {}
 
-    def _for(self, url: str) -> Any:
+    def _for(self, url: str) -> Draft202012Validator:
         if url not in self._by_url:
             self._by_url[url] = self._validator({"$ref": url}, registry=self._registry)
         return self._by_url[url]
@@ -58,7 +58,7 @@ class Validator:
 
 def read_events(path: str) -> list[dict[str, Any]]:
     """The events a file transport wrote (one JSON document per line); a torn line is skipped."""
-    events = []
+    events: list[dict[str, Any]] = []
     file = Path(path)
     if not file.exists():
         return events

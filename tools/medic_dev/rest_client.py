@@ -28,14 +28,14 @@ class DevRestClient:
             self._token = response.json()["access_token"]
         return {"Authorization": f"Bearer {self._token}"}
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:  # noqa: ANN401 (httpx's arguments)
         response = self._http.request(method, path, headers=self._headers(), **kwargs)
         if response.status_code == 401:  # token expired: get a new one once
             self._token = None
             response = self._http.request(method, path, headers=self._headers(), **kwargs)
         return response
 
-    def get(self, path: str, **params: Any) -> Any:
+    def get(self, path: str, **params: Any) -> Any:  # noqa: ANN401 (query parameters in, the JSON answer out)
         response = self.request("GET", path, params=params or None)
         response.raise_for_status()
         return response.json()

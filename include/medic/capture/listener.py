@@ -16,11 +16,16 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Protocol, TypedDict
+
+from airflow.configuration import conf
 
 from medic import config
 from medic.capture.records import FailureRecord, FailureSource, build_record, mask_registered_secrets, read_log_tail
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
 
 log = logging.getLogger("medic.capture.listener")
 
@@ -34,7 +39,38 @@ _DEFAULT_LOG_TEMPLATE = (
 )
 
 
-def detect_source(task_instance: Any) -> FailureSource:
+class TaskInstance(Protocol):
+    """What the listener reads of a task instance: the task process's ``RuntimeTaskInstance``,
+    the scheduler's ORM row, or the sweep's stand-in built from the REST API."""
+
+    @property
+    def dag_id(self) -> str: ...
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def task_id(self) -> str: ...
+    @property
+    def map_index(self) -> int | None: ...
+    @property
+    def try_number(self) -> int: ...
+
+
+#: What Airflow hands a failure listener: the exception, a message, or nothing.
+TaskError = BaseException | str | None
+
+
+class _FinishedTry(TypedDict):
+    """A finished try, as ``verification.record_run_outcome`` takes it."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    try_number: int
+    started_at: datetime | None
+
+
+def detect_source(task_instance: TaskInstance) -> FailureSource:
     if type(task_instance).__name__ == "RuntimeTaskInstance":
         return "task"
     argv = " ".join(sys.argv[:3])
@@ -45,11 +81,9 @@ def detect_source(task_instance: Any) -> FailureSource:
     return "external"
 
 
-def local_log_path(task_instance: Any) -> str | None:
+def local_log_path(task_instance: TaskInstance) -> str | None:
     """Where the default file task handler writes this try's log, if it is local."""
     try:
-        from airflow.configuration import conf
-
         if conf.get("logging", "log_filename_template", fallback=_DEFAULT_LOG_TEMPLATE) != _DEFAULT_LOG_TEMPLATE:
             return None
         base = conf.get("logging", "base_log_folder")
@@ -63,7 +97,7 @@ def local_log_path(task_instance: Any) -> str | None:
     return os.path.join(base, *parts)
 
 
-def capture_failure(task_instance: Any, error: Any, *, source: FailureSource | None = None) -> str:
+def capture_failure(task_instance: TaskInstance, error: TaskError, *, source: FailureSource | None = None) -> str:
     """Record one failed try in the outbox, bounded in time. Returns a one-line outcome."""
     started = time.monotonic()
     try:
@@ -168,33 +202,40 @@ def background_writer() -> BackgroundWriter:
         return _writer
 
 
-def _map_index(ti: Any) -> int:
+def _map_index(ti: TaskInstance) -> int:
     value = getattr(ti, "map_index", None)
     return -1 if value is None else int(value)
 
 
-def _key(ti: Any) -> str:
+def _key(ti: TaskInstance) -> str:
     try:
         return f"{ti.dag_id}/{ti.run_id}/{ti.task_id}[{ti.map_index}]#{ti.try_number}"
     except Exception:
         return "<unknown task instance>"
 
 
-def _build(task_instance: Any, error: Any, source: FailureSource) -> FailureRecord:
+def _build(task_instance: TaskInstance, error: TaskError, source: FailureSource) -> FailureRecord:
     log_tail = ""
     if source == "task":
         log_tail = read_log_tail(local_log_path(task_instance), config.get_int("log_tail_bytes"))
     record = build_record(
         task_instance, error, source=source, log_tail=log_tail, traceback_chars=config.get_int("traceback_chars")
     )
-    return mask_registered_secrets(record)
+    record = mask_registered_secrets(record)
+    retry_policy = sys.modules.get("medic.policy.retry")  # loaded where medic's retry policy decided this try
+    if retry_policy is not None:
+        record.retry_decision = retry_policy.recorded_decision(task_instance)
+    return record
 
 
 def _store(record: FailureRecord, *, deadline: float) -> str:
-    import psycopg
+    # This module loads in every task process that finishes (the plugin's success hook): the
+    # database client and what writes with it load only when there is something to write, and
+    # inside the time bound.
+    import psycopg  # noqa: PLC0415
 
-    from medic import db
-    from medic.capture import outbox
+    from medic import db  # noqa: PLC0415
+    from medic.capture import outbox  # noqa: PLC0415
 
     remaining = max(0.5, deadline - time.monotonic())
     with db.connect(
@@ -214,7 +255,7 @@ def _store(record: FailureRecord, *, deadline: float) -> str:
             conn.commit()
         if not record.will_retry and not record.manually_failed:
             # a re-run medic started that failed for good: its incident is verified failed
-            from medic.verify import verification
+            from medic.verify import verification  # noqa: PLC0415 (as psycopg above)
 
             verification.record_run_outcome(
                 conn,
@@ -233,7 +274,7 @@ def _store(record: FailureRecord, *, deadline: float) -> str:
     return f"{verb} {kind} as event {captured.event_id}:"
 
 
-def record_success(task_instance: Any) -> str:
+def record_success(task_instance: TaskInstance) -> str:
     """A task instance succeeded in its own process: if medic re-ran it, verify the fix.
 
     Same contract as capture (never raise, bounded in time). A first try can never be medic's
@@ -246,7 +287,7 @@ def record_success(task_instance: Any) -> str:
         if detect_source(task_instance) != "task":  # marked success by a person: not a fix
             return "not a task process"
         timeout = config.get_float("listener_timeout_seconds")
-        key = dict(
+        key = _FinishedTry(
             dag_id=dag_id,
             run_id=str(task_instance.run_id),
             task_id=str(task_instance.task_id),
@@ -260,8 +301,8 @@ def record_success(task_instance: Any) -> str:
     started = time.monotonic()
 
     def work() -> str:
-        from medic import db
-        from medic.verify import verification
+        from medic import db  # noqa: PLC0415 (as in _store: only a re-run's success gets here)
+        from medic.verify import verification  # noqa: PLC0415
 
         with db.connect(
             config.get("conn_id"),

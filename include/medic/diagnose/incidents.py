@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-
-import psycopg
+from typing import TYPE_CHECKING
 
 from medic.capture import outbox
 from medic.diagnose.memory import prepare_record
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,7 @@ def _file_one(
             return None, False
         record = event.record
         sig = prepare_record(record).signature
-        incident_id, created = conn.execute(
+        filed = conn.execute(
             _UPSERT,
             {
                 "fingerprint": sig.fingerprint,
@@ -92,6 +94,9 @@ def _file_one(
                 "failed_at": record.failed_at,
             },
         ).fetchone()
+        if filed is None:  # an upsert with RETURNING always answers; a driver that did not is a bug
+            raise RuntimeError(f"filing failure event {event.event_id} returned no incident")
+        incident_id, created = filed
         if not outbox.finish_event(conn, event.event_id, owner, incident_id):
             # lost the lease between load and now: undo the count with the transaction
             raise _LostLease(event.event_id)

@@ -12,16 +12,24 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
+import yaml
+from pgvector.psycopg import register_vector
 from psycopg.types.json import Jsonb
 
+from medic import config
 from medic.contract import ACTIONS, ERROR_CLASSES
-from medic.diagnose.embedding import Embedder
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    import numpy as np
+    import psycopg
+
+    from medic.diagnose.embedding import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +86,7 @@ class Match:
             "class": self.error_class,
             "action": self.action,
             "outcome": self.outcome,
+            "auto_safe": self.auto_safe,
             "similarity": round(self.similarity, 4),
             "via": self.via,
         }
@@ -91,7 +100,7 @@ class Match:
             source_key=str(stored["key"]),
             error_class=stored.get("class"),
             action=stored.get("action"),
-            auto_safe=None,
+            auto_safe=stored.get("auto_safe"),
             outcome=stored.get("outcome"),
             title=None,
             text="",
@@ -101,7 +110,6 @@ class Match:
 
 
 def _prepare(conn: psycopg.Connection) -> None:
-    from pgvector.psycopg import register_vector
 
     register_vector(conn)
 
@@ -110,7 +118,7 @@ def upsert(conn: psycopg.Connection, embedder: Embedder, entries: Sequence[Entry
     """Insert or update entries for the embedder's model; unchanged ones are not re-embedded."""
     _prepare(conn)
     keys = [e.source_key for e in entries]
-    existing = dict(
+    existing: dict[str, str] = dict(
         conn.execute(
             "SELECT source_key, content_hash FROM medic.knowledge"
             " WHERE model_id = %s AND model_revision = %s AND source_key = ANY(%s)",
@@ -173,7 +181,7 @@ _COLUMNS = "id, kind, source_key, error_class, action, auto_safe, outcome, title
 def search(
     conn: psycopg.Connection,
     embedder: Embedder,
-    vector: Any,
+    vector: np.ndarray,
     *,
     k: int = 8,
     kinds: Sequence[str] = ("runbook", "incident"),
@@ -199,7 +207,24 @@ def search(
                 "k": k,
             },
         ).fetchall()
-    return [Match(*row[:9], similarity=float(row[9]), via="vector") for row in rows]
+    return [_match(row, "vector") for row in rows]
+
+
+def _match(row: Sequence[Any], via: str) -> Match:
+    """A knowledge row (``_COLUMNS`` then the similarity) as a match found ``via`` a route."""
+    return Match(
+        id=row[0],
+        kind=row[1],
+        source_key=row[2],
+        error_class=row[3],
+        action=row[4],
+        auto_safe=row[5],
+        outcome=row[6],
+        title=row[7],
+        text=row[8],
+        similarity=float(row[9]),
+        via=via,
+    )
 
 
 def retrieve(
@@ -207,7 +232,7 @@ def retrieve(
     embedder: Embedder,
     *,
     fingerprint: str | None,
-    vector: Any,
+    vector: np.ndarray,
     k: int = 8,
     exclude_keys: Sequence[str] = (),
 ) -> list[Match]:
@@ -221,7 +246,7 @@ def retrieve(
             " AND NOT (source_key = ANY(%s)) ORDER BY updated_at DESC LIMIT %s",
             (vector, fingerprint, embedder.model_id, embedder.revision, list(exclude_keys), k),
         ).fetchall()
-        exact = [Match(*row[:9], similarity=float(row[9]), via="fingerprint") for row in rows]
+        exact = [_match(row, "fingerprint") for row in rows]
     seen = {m.id for m in exact}
     neighbours = [m for m in search(conn, embedder, vector, k=k, exclude_keys=exclude_keys) if m.id not in seen]
     return (exact + neighbours)[:k]
@@ -241,20 +266,21 @@ class Runbook:
 
     def entries(self) -> list[Entry]:
         """One entry for the runbook's summary and one per typical message (what failures look like)."""
-        common = {
-            "kind": "runbook",
-            "error_class": self.error_class,
-            "action": self.default_action,
-            "auto_safe": self.auto_safe,
-            "title": self.title,
-        }
         summary = _first_paragraph(self.body)
-        entries = [Entry(source_key=f"{self.path}#summary", text=f"{self.title}. {summary}"[:1200], **common)]
-        entries += [
-            Entry(source_key=f"{self.path}#example-{i}", text=example, **common)
-            for i, example in enumerate(self.examples)
+        texts = {f"{self.path}#summary": f"{self.title}. {summary}"[:1200]}
+        texts.update({f"{self.path}#example-{i}": example for i, example in enumerate(self.examples)})
+        return [
+            Entry(
+                kind="runbook",
+                source_key=key,
+                text=text,
+                error_class=self.error_class,
+                action=self.default_action,
+                auto_safe=self.auto_safe,
+                title=self.title,
+            )
+            for key, text in texts.items()
         ]
-        return entries
 
 
 _FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n(.*)\Z", re.S)
@@ -265,7 +291,6 @@ class RunbookError(ValueError):
 
 
 def parse_runbook(path: str, text: str) -> Runbook:
-    import yaml
 
     match = _FRONT_MATTER.match(text)
     if not match:
@@ -296,9 +321,6 @@ def parse_runbook(path: str, text: str) -> Runbook:
 def runbook_dir() -> Path:
     """Where the runbooks are: ``[medic] runbooks_path`` (a deployment's own), else the ones
     shipped in the package."""
-
-    from medic import config
-
     configured = config.get("runbooks_path")
     candidates = [Path(configured)] if configured else []
     candidates += [

@@ -8,21 +8,25 @@ vectors pruned, so a change of embedding model re-embeds everything.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
-
-import psycopg
+from typing import TYPE_CHECKING
 
 from medic import config
-from medic.capture.records import FailureRecord
 from medic.capture.scrub import scrub
-from medic.contract import Diagnosis
 from medic.diagnose import knowledge
 from medic.diagnose.diagnosis import Opinions, Weights, assess, diagnose
-from medic.diagnose.embedding import Embedder
 from medic.diagnose.evidence import Evidence, extract
 from medic.diagnose.fingerprint import Signature, signature
-from medic.diagnose.knowledge import Match, Runbook
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import psycopg
+
+    from medic.capture.records import FailureRecord
+    from medic.contract import Diagnosis
+    from medic.diagnose.embedding import Embedder
+    from medic.diagnose.knowledge import Match, Runbook
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +95,11 @@ def refresh_runbooks(conn: psycopg.Connection, embedder: Embedder, runbooks: Seq
 def ensure_runbooks(conn: psycopg.Connection, embedder: Embedder, runbooks: Sequence[Runbook]) -> bool:
     """Seed the runbooks for this model if they are not all there (first run, model change)."""
     expected = sum(1 + len(book.examples) for book in runbooks)
-    have = conn.execute(
+    row = conn.execute(
         "SELECT count(*) FROM medic.knowledge WHERE kind = 'runbook' AND model_id = %s AND model_revision = %s",
         (embedder.model_id, embedder.revision),
-    ).fetchone()[0]
-    if have == expected:
+    ).fetchone()
+    if row is not None and row[0] == expected:
         return False
     refresh_runbooks(conn, embedder, runbooks)
     return True

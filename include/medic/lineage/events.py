@@ -29,13 +29,23 @@ import functools
 import json
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attr
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
 from openlineage.client.facet_v2 import RunFacet, job_type_job, parent_run
+from openlineage.client.serde import Serde
+
+from medic.capture.records import FailureRecord
+from medic.remediate import remediation
+
+if TYPE_CHECKING:
+    import psycopg
+    from airflow.providers.openlineage.plugins.adapter import OpenLineageAdapter
+
+    from medic.contract import Diagnosis
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +57,11 @@ REMEDIATE_JOB = "medic.remediate"
 JOB_TYPES = {DIAGNOSE_JOB: "DIAGNOSIS", APPROVE_JOB: "APPROVAL", REMEDIATE_JOB: "REMEDIATION"}
 #: medic's tables as OpenLineage datasets (``<database>.<schema>.<table>``)
 KNOWLEDGE_TABLE, DIAGNOSES_TABLE, REMEDIATIONS_TABLE = "medic.knowledge", "medic.diagnoses", "medic.remediations"
+
+#: An incident's lineage subject (see ``subject``): plain JSON data that travels with its plan.
+Subject = dict[str, Any]
+#: What builds the event(s) that ``emit_built`` sends.
+Builder = Callable[..., "RunEvent | list[RunEvent]"]
 
 
 def _schema(name: str) -> str:
@@ -153,41 +168,46 @@ class MedicRemediationRunFacet(RunFacet):
 def namespace() -> str:
     from airflow.providers.openlineage.conf import namespace as provider_namespace
 
-    return provider_namespace()
+    return str(provider_namespace())
 
 
-def failed_task_run_id(record: Any) -> str:
+def failed_task_run_id(record: FailureRecord) -> str:
     """The failed task instance's OpenLineage run id, as the provider derives it."""
     from airflow.providers.openlineage.plugins.adapter import OpenLineageAdapter
 
     date = record.logical_date or record.run_after
     if date is None:
         raise ValueError("the failure record has neither logical_date nor run_after")
-    return OpenLineageAdapter.build_task_instance_run_id(
-        dag_id=record.dag_id,
-        task_id=record.task_id,
-        try_number=record.try_number,
-        logical_date=date,
-        map_index=record.map_index,
+    return str(
+        OpenLineageAdapter.build_task_instance_run_id(
+            dag_id=record.dag_id,
+            task_id=record.task_id,
+            try_number=record.try_number,
+            logical_date=date,
+            map_index=record.map_index,
+        )
     )
 
 
-def dag_run_id(record: Any) -> str:
+def dag_run_id(record: FailureRecord) -> str:
     from airflow.providers.openlineage.plugins.adapter import OpenLineageAdapter
 
+    date = record.logical_date or record.run_after
+    if date is None:  # as in failed_task_run_id, which subject() asks first
+        raise ValueError("the failure record has neither logical_date nor run_after")
     return OpenLineageAdapter.build_dag_run_id(
-        dag_id=record.dag_id, logical_date=record.logical_date or record.run_after, clear_number=record.clear_number
+        dag_id=record.dag_id, logical_date=date, clear_number=record.clear_number
     )
 
 
-def dataset_namespace(conn: Any) -> str:
+def dataset_namespace(conn: psycopg.Connection) -> str:
     """``postgres://host:port`` of medic's database, as OpenLineage names Postgres datasets."""
     info = conn.info
     host = info.host if info.host and not info.host.startswith("/") else "localhost"  # a socket is local
     return f"postgres://{host}:{info.port or 5432}"
 
 
-def subject(record: Any, incident_id: int, lineage_key: Any, conn: Any) -> dict[str, Any]:
+def subject(record: FailureRecord, incident_id: int, lineage_key: uuid.UUID | str, conn: psycopg.Connection) -> Subject:
     """Everything an incident's events need, as plain data that travels with its plan."""
     return {
         "incident_id": int(incident_id),
@@ -202,12 +222,12 @@ def subject(record: Any, incident_id: int, lineage_key: Any, conn: Any) -> dict[
     }
 
 
-def run_id(subj: dict[str, Any], job: str) -> str:
+def run_id(subj: Subject, job: str) -> str:
     """The incident's run of ``job``: the same id from every process, no coordination."""
     return str(uuid.uuid5(uuid.UUID(subj["key"]), job))
 
 
-def _parent(subj: dict[str, Any]) -> parent_run.ParentRunFacet:
+def _parent(subj: Subject) -> parent_run.ParentRunFacet:
     ns = subj["namespace"]
     return parent_run.ParentRunFacet(
         run=parent_run.Run(runId=subj["run"]),
@@ -223,10 +243,10 @@ def _now() -> str:
 
 
 def _event(
-    subj: dict[str, Any],
+    subj: Subject,
     job: str,
     state: RunState,
-    facets: dict[str, RunFacet],
+    facets: Mapping[str, RunFacet],
     inputs: Iterable[str] = (),
     outputs: Iterable[str] = (),
 ) -> RunEvent:
@@ -260,10 +280,10 @@ _POLICY_DECISION = {"auto": "apply", "approval": "approval", "escalate": "escala
 
 def diagnosis_event(
     *,
-    subj: dict[str, Any],
-    record: Any,
+    subj: Subject,
+    record: FailureRecord,
     incident: dict[str, Any],
-    diagnosis: Any,
+    diagnosis: Diagnosis,
     route: str,
     reason: str,
     source: str,
@@ -332,10 +352,8 @@ def diagnosis_event(
 
 
 def approval_requested_event(
-    plan: Any, assigned_users: list[str], timeout_seconds: float | None, link: str | None
+    plan: remediation.Plan, assigned_users: list[str], timeout_seconds: float | None, link: str | None
 ) -> RunEvent:
-    from medic.remediate import remediation
-
     facet = MedicApprovalRunFacet(
         incidentId=plan.incident_id,
         action=plan.action,
@@ -355,7 +373,9 @@ def approval_requested_event(
     return _event(plan.lineage, APPROVE_JOB, RunState.START, {"medic_approval": facet}, inputs=[DIAGNOSES_TABLE])
 
 
-def _decision_facet(plan: Any, decision: Any, option: str | None) -> MedicDecisionRunFacet:
+def _decision_facet(
+    plan: remediation.Plan, decision: remediation.Decision, option: str | None
+) -> MedicDecisionRunFacet:
     by = {"auto": "policy", "user": "person", "timeout": "timeout"}[decision.decided_by]
     return MedicDecisionRunFacet(
         incidentId=plan.incident_id,
@@ -369,7 +389,7 @@ def _decision_facet(plan: Any, decision: Any, option: str | None) -> MedicDecisi
     )
 
 
-def approval_answered_event(plan: Any, decision: Any, option: str | None) -> RunEvent:
+def approval_answered_event(plan: remediation.Plan, decision: remediation.Decision, option: str | None) -> RunEvent:
     """COMPLETE with the person's answer; ABORT when the request timed out unanswered."""
     state = RunState.ABORT if decision.decided_by == "timeout" else RunState.COMPLETE
     facets = {"medic_decision": _decision_facet(plan, decision, option)}
@@ -395,7 +415,7 @@ def _remediation_facet(
     params: dict[str, Any],
     result: dict[str, Any] | None,
     versions: dict[str, Any] | None,
-    verified_at: Any = None,
+    verified_at: datetime | None = None,
     seconds: float | None = None,
     verified_by: list[dict[str, Any]] | None = None,
 ) -> MedicRemediationRunFacet:
@@ -421,7 +441,9 @@ def _remediation_facet(
     )
 
 
-def remediation_applied_event(plan: Any, decision: Any, result: dict[str, Any]) -> RunEvent:
+def remediation_applied_event(
+    plan: remediation.Plan, decision: remediation.Decision, result: dict[str, Any]
+) -> RunEvent:
     """START once the fix reached Airflow; ABORT when someone else had re-run every target."""
     applied = bool(result.get("cleared"))
     facet = _remediation_facet(
@@ -458,10 +480,8 @@ SELECT r.id, r.action, r.decided_by, r.approver, r.params, r.result, r.dag_versi
 """
 
 
-def remediation_verified_events(conn: Any, incident_ids: list[int]) -> list[RunEvent]:
+def remediation_verified_events(conn: psycopg.Connection, incident_ids: list[int]) -> list[RunEvent]:
     """COMPLETE (resolved) or FAIL (failed) of each incident's remediation run, once verified."""
-    from medic.capture.records import FailureRecord
-
     events = []
     for row in conn.execute(_VERIFIED, (incident_ids,)).fetchall():
         (rid, action, decided_by, approver, params, result, versions, outcome, verified_at) = row[:9]
@@ -505,7 +525,7 @@ def enabled() -> bool:
 
 
 @functools.cache
-def _adapter() -> Any:
+def _adapter() -> OpenLineageAdapter:
     """One adapter (and so one client and transport) per process, as the provider keeps its own."""
     from airflow.providers.openlineage.plugins.adapter import OpenLineageAdapter
 
@@ -526,7 +546,7 @@ def emit(event: RunEvent) -> bool:
     return enabled() and _send(event)
 
 
-def emit_built(what: str, build: Any, *args: Any, **kwargs: Any) -> int:
+def emit_built(what: str, build: Builder, *args: Any, **kwargs: Any) -> int:  # noqa: ANN401 (build's own arguments)
     """Build event(s) and emit them; a failure to build is logged, never raised. Returns how many went."""
     if not enabled():
         return 0
@@ -542,6 +562,5 @@ def emit_built(what: str, build: Any, *args: Any, **kwargs: Any) -> int:
 
 
 def to_dict(event: RunEvent) -> dict[str, Any]:
-    from openlineage.client.serde import Serde
-
-    return json.loads(Serde.to_json(event))
+    parsed: dict[str, Any] = json.loads(Serde.to_json(event))
+    return parsed

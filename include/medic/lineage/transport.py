@@ -10,18 +10,27 @@ the bundle wraps whatever transport the deployment configures::
     AIRFLOW__OPENLINEAGE__TRANSPORT='{"type": "medic.lineage.transport.ScrubbingTransport",
                                       "transport": {"type": "http", "url": "http://marquez:5000"}}'
 
-Every string in every event (the provider's and medic's) goes through medic's secret patterns
-and the values Airflow's masker knows in this process; then the inner transport sends it.
+Every event (the provider's and medic's) is walked: values under sensitive keys (Airflow's
+sensitive field names and medic's, e.g. ``{'db_pass': ...}`` in a dag run's conf) are hidden
+whatever they look like, and every other string goes through ``medic.capture.scrub`` (the
+values Airflow's masker knows in this process, medic's rules, detect-secrets); then the inner
+transport sends it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attr
+from openlineage.client.serde import Serde
+from openlineage.client.transport import get_default_factory
 from openlineage.client.transport.transport import Config, Transport
+
+from medic.capture.scrub import scrub_structure
+
+if TYPE_CHECKING:
+    from openlineage.client.client import Event
 
 log = logging.getLogger(__name__)
 
@@ -38,36 +47,12 @@ class ScrubbingConfig(Config):
         return cls(transport=dict(inner))
 
 
-def _masker() -> Any:
-    try:
-        from airflow.sdk.log import redact
-    except ImportError:  # pragma: no cover - an Airflow without the task SDK
-        return None
-    return redact
-
-
-def scrub_event(event: Any) -> dict[str, Any]:
-    """The event as the dict a transport serialises, with every string scrubbed."""
-    from openlineage.client.serde import Serde
-
-    from medic.capture.scrub import scrub
-
-    redact = _masker()
-
-    def clean(value: Any) -> Any:
-        if isinstance(value, str):
-            text = scrub(value)
-            if redact is not None:
-                with contextlib.suppress(Exception):  # the masker must never stop the event
-                    text = redact(text, replacement="[REDACTED:sensitive_value]")
-            return text
-        if isinstance(value, dict):
-            return {key: clean(item) for key, item in value.items()}
-        if isinstance(value, list):
-            return [clean(item) for item in value]
-        return value
-
-    return clean(Serde.to_dict(event))
+def scrub_event(event: Event) -> dict[str, Any]:
+    """The event as the dict a transport serialises, scrubbed: the value of every sensitive key
+    (a dag run's ``conf``, operator params, facets) hidden at any depth, every other string
+    scrubbed as text (Airflow's masker first, then medic's rules and detect-secrets)."""
+    cleaned: dict[str, Any] = scrub_structure(Serde.to_dict(event))
+    return cleaned
 
 
 class ScrubbingTransport(Transport):
@@ -77,13 +62,12 @@ class ScrubbingTransport(Transport):
     config_class = ScrubbingConfig
 
     def __init__(self, config: ScrubbingConfig) -> None:
-        from openlineage.client.transport import get_default_factory
-
         self.config = config
         self.inner = get_default_factory().create(dict(config.transport))
 
-    def emit(self, event: Any) -> Any:
-        return self.inner.emit(scrub_event(event))
+    def emit(self, event: Event) -> Any:  # noqa: ANN401 - whatever the wrapped transport answers
+        # transports serialise with Serde, which takes the scrubbed dict as it takes an event
+        return self.inner.emit(scrub_event(event))  # type: ignore[arg-type]
 
     def close(self, timeout: float = -1) -> bool:
         return self.inner.close(timeout)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
 class IsolatedRunError(RuntimeError):
@@ -33,6 +35,7 @@ def run_isolated(python: str, request: Mapping[str, Any], timeout: float) -> dic
     if done.returncode != 0:
         raise IsolatedRunError(f"the generation worker exited {done.returncode}: {done.stderr[-2000:]}")
     try:
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        answer: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        return answer
     except (IndexError, json.JSONDecodeError) as exc:
         raise IsolatedRunError(f"the generation worker printed no JSON: {done.stdout[-500:]}") from exc

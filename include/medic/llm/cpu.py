@@ -1,4 +1,9 @@
-"""The CPU backend: transformers generation constrained by xgrammar, for machines without a GPU.
+"""The ``cpu`` backend: transformers generation constrained by xgrammar, without a GPU.
+
+It loads a model directory in Hugging Face format, or a GGUF file (a path or a packaged
+model's name, ``medic.llm.models``) which transformers dequantises to float32: the GGUF path
+exists so the same small model tests this backend and ``llamacpp``; for a quantised model in
+production ``llamacpp`` is faster and several times smaller (see ``medic.llm.base``).
 
 xgrammar is the structured-output engine vLLM itself uses, so the schema that works here works
 there. A grammar is compiled once per schema and reused; each generate call gets one matcher
@@ -12,10 +17,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from medic.llm.backends import Generation, GenerationSettings
+from medic.llm import models
+from medic.llm.base import INCOMPLETE, Generation, GenerationSettings, threads
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 
 class _GrammarLogits:
@@ -31,7 +40,8 @@ class _GrammarLogits:
         self.bitmask = None
         self.batcher = xgr.BatchGrammarMatcher(2)
 
-    def __call__(self, input_ids, scores):
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        """Advance each row's matcher by the token it just took, then mask what the grammar forbids."""
         xgr = self._xgr
         if self.matchers is None:
             self.matchers = [xgr.GrammarMatcher(self.compiled) for _ in range(input_ids.shape[0])]
@@ -48,7 +58,17 @@ class _GrammarLogits:
         return scores
 
 
+def _source(model: str, cache: str) -> tuple[str, dict[str, Any]]:
+    """Where transformers loads from: a directory, or a GGUF file's folder and name."""
+    path = Path(models.resolve(model, cache))
+    if path.suffix == ".gguf":
+        return str(path.parent), {"gguf_file": path.name}
+    return str(path), {}
+
+
 class CpuBackend:
+    """A transformers model on the CPU; every row of a batch decodes under its own grammar matcher."""
+
     name = "cpu"
 
     def __init__(self, settings: GenerationSettings) -> None:
@@ -56,22 +76,24 @@ class CpuBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if not settings.model:
-            raise ValueError("the cpu backend needs [medic] llm_model: a local model directory")
-        torch.set_num_threads(max(1, torch.get_num_threads()))
+            raise ValueError("the cpu backend needs [medic] llm_model: a model directory or a GGUF file")
+        torch.set_num_threads(threads(settings))
         self.settings = settings
-        self.tokenizer = AutoTokenizer.from_pretrained(settings.model, local_files_only=True)
+        source, extra = _source(settings.model, settings.cache_dir)
+        self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True, **extra)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(settings.model, local_files_only=True)
-        self.model.eval()
+        self.model = AutoModelForCausalLM.from_pretrained(source, local_files_only=True, **extra)
+        self.model.eval()  # type: ignore[no-untyped-call]  # transformers' nn.Module.eval is untyped
         self._grammars: dict[str, Any] = {}
 
     def _token_info(self) -> Any:
+        """The token table xgrammar matches against: special tokens other than EOS can never be picked."""
         import xgrammar as xgr
 
         tok = self.tokenizer
-        size = self.model.get_output_embeddings().weight.shape[0]
+        size = self.model.get_output_embeddings().weight.shape[0]  # type: ignore[no-untyped-call]
         base = xgr.TokenizerInfo.from_huggingface(tok, vocab_size=size)
         table = [""] * size
         for text, index in tok.get_vocab().items():
@@ -89,6 +111,7 @@ class CpuBackend:
         )
 
     def grammar(self, schema: Mapping[str, Any]) -> Any:
+        """The schema compiled for this tokenizer, once per schema."""
         import xgrammar as xgr
 
         key = json.dumps(schema, sort_keys=True)
@@ -100,13 +123,17 @@ class CpuBackend:
         return self._grammars[key]
 
     def _render(self, prompt: str) -> str:
+        """The prompt as the model's chat template frames a user turn (raw when it has none)."""
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            return str(
+                self.tokenizer.apply_chat_template(
+                    [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+                )
             )
         return prompt
 
     def generate(self, prompts: Sequence[str], schema: Mapping[str, Any], deadline: float) -> list[Generation]:
+        """One padded batch through ``model.generate``; a row that never reached EOS is incomplete."""
         import torch
 
         compiled = self.grammar(schema)
@@ -137,7 +164,7 @@ class CpuBackend:
             if finished:
                 ids = ids[: ids.index(tok.eos_token_id)]
             ids = [i for i in ids if i != tok.pad_token_id]
-            text = tok.decode(ids, skip_special_tokens=True)
-            error = None if finished else "stopped before the answer was complete (token or time limit)"
+            text = str(tok.decode(ids, skip_special_tokens=True))
+            error = None if finished else INCOMPLETE
             results.append(Generation(text, error, len(ids)))
         return results

@@ -9,8 +9,10 @@ instructions, and any fence marker inside it is neutralised so it cannot close t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
 
 FENCE_OPEN = "<<<FAILURE"
 FENCE_CLOSE = "FAILURE>>>"

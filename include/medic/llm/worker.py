@@ -16,12 +16,17 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
-from collections.abc import Mapping
 from contextlib import contextmanager
-from typing import Any
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from medic.llm.backends import Backend, Generation, GenerationSettings, make_backend
+from medic.llm.base import Backend, Generation, GenerationSettings, make_backend
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+    from types import FrameType
 
 _BACKENDS: dict[GenerationSettings, Backend] = {}  # one loaded model per process and settings
 
@@ -33,10 +38,8 @@ class GenerationTimeout(BaseException):
 
 def environment() -> dict[str, Any]:
     """Which interpreter ran the batch: the evidence that generation really is isolated."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    packages = {}
-    for name in ("torch", "transformers", "xgrammar", "vllm", "apache-airflow"):
+    packages: dict[str, str | None] = {}
+    for name in ("llama-cpp-python", "torch", "transformers", "xgrammar", "vllm", "apache-airflow"):
         try:
             packages[name] = version(name)
         except PackageNotFoundError:
@@ -51,18 +54,16 @@ def environment() -> dict[str, Any]:
 
 
 @contextmanager
-def _deadline(seconds: float):
+def _deadline(seconds: float) -> Iterator[None]:
     """Raise GenerationTimeout after ``seconds``: in the main thread, and only when no one else's
     alarm is armed (inside an Airflow task, execution_timeout owns SIGALRM); elsewhere the
     backend's own limits apply (transformers' max_time, the HTTP timeout)."""
-    import threading
-
     busy = signal.getitimer(signal.ITIMER_REAL)[0] > 0
     if threading.current_thread() is not threading.main_thread() or seconds <= 0 or busy:
         yield
         return
 
-    def expire(signum, frame):
+    def expire(signum: int, frame: FrameType | None) -> NoReturn:
         raise GenerationTimeout(f"generation exceeded {seconds:g}s")
 
     previous = signal.signal(signal.SIGALRM, expire)
@@ -74,7 +75,7 @@ def _deadline(seconds: float):
         signal.signal(signal.SIGALRM, previous)
 
 
-def run(request: Mapping[str, Any]) -> dict[str, Any]:
+def run(request: Mapping[str, Any]) -> dict[str, Any]:  # noqa: C901 (one batch's whole story, kept in one place)
     started = time.monotonic()
     prompts = list(request.get("prompts") or [])
     ids = [p.get("incident_id") for p in prompts]

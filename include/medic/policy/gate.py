@@ -4,9 +4,10 @@ Automatic only for an auto-safe action (a re-run, and the class's runbook allows
 of two kinds of support: (a) an exact recurrence, a verified resolution by a retry of the same
 fingerprint; or (b) a novel failure whose verified support by a retry is close
 (``novel_similarity``) and whose class every independent line of evidence names: the
-failure's own words, retrieval, and the model when one runs. Then the evidence's confidence,
-a same-or-closer verified failed fix, and the guards (the DAG's opt-out tag, the loop guard,
-a fix that already failed for this task, a failure only the sweep saw).
+failure's own words, retrieval, and the model when one runs, with the evidence's confidence
+above ``auto_confidence``. Then a same-or-closer verified failed fix, and the guards (the
+DAG's opt-out tag, the loop guard, a fix that already failed for this task, a failure only the
+sweep saw).
 
 A model can only move an incident away from automatic: its class or action never opens a
 gate; disagreeing with the evidence sends the incident to a person with the disagreement
@@ -15,14 +16,17 @@ shown; its confidence is never the one gated (docs/DESIGN.md, "Policy").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from medic import config
 from medic.contract import AUTO_SAFE_ACTIONS, Diagnosis
-from medic.diagnose.diagnosis import Opinions
-from medic.diagnose.knowledge import Match, Runbook
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from medic.diagnose.diagnosis import Opinions
+    from medic.diagnose.knowledge import Match, Runbook
 
 Route = Literal["auto", "approval", "escalate"]
 
@@ -92,11 +96,13 @@ class Verdict:
 
 
 def _resolved_by_retry(match: Match, error_class: str) -> bool:
+    """A verified resolution of this class by a re-run that nobody marked unsafe to repeat alone."""
     return (
         match.kind == "incident"
         and match.outcome == "resolved"
         and match.error_class == error_class
         and match.action in AUTO_SAFE_ACTIONS
+        and match.auto_safe is not False
     )
 
 
@@ -133,10 +139,10 @@ def _unanimity(error_class: str, opinions: Opinions) -> str | None:
     return None
 
 
-def decide(evidence: Evidence, runbooks: Sequence[Runbook], t: Thresholds, guards: Guards | None = None) -> Verdict:
-    """The one decision for an incident: auto, approval or escalate, and why."""
-    guards = guards or Guards()
-    diagnosis = evidence.model or evidence.retrieval
+def _before_support(
+    evidence: Evidence, diagnosis: Diagnosis, runbooks: Sequence[Runbook], guards: Guards
+) -> Verdict | None:
+    """The routes that need no look at the support: escalations, a person's action, disagreement."""
     if evidence.model_problem is not None:
         return Verdict("escalate", evidence.model_problem, diagnosis)
     if diagnosis.action == "escalate":
@@ -149,6 +155,16 @@ def decide(evidence: Evidence, runbooks: Sequence[Runbook], t: Thresholds, guard
     disagreement = _disagreement(evidence)
     if disagreement:
         return Verdict("approval", f"disagreement: {disagreement}", diagnosis)
+    return None
+
+
+def decide(evidence: Evidence, runbooks: Sequence[Runbook], t: Thresholds, guards: Guards | None = None) -> Verdict:
+    """The one decision for an incident: auto, approval or escalate, and why."""
+    guards = guards or Guards()
+    diagnosis = evidence.model or evidence.retrieval
+    early = _before_support(evidence, diagnosis, runbooks, guards)
+    if early is not None:
+        return early
     matches = evidence.matches
     support = recurrence_support(diagnosis.error_class, matches)
     kind = " (a recurrence: same fingerprint)"
@@ -176,8 +192,13 @@ def decide(evidence: Evidence, runbooks: Sequence[Runbook], t: Thresholds, guard
             "approval", f"the same fix failed for a similar incident ({against[0].source_key})", diagnosis, keys
         )
     confidence = evidence.retrieval.confidence
-    if confidence < t.auto_confidence:
+    if not kind and confidence < t.auto_confidence:  # a recurrence's support is the same fault, fixed
         return Verdict("approval", f"confidence {confidence:.2f} below {t.auto_confidence:.2f}", diagnosis, keys)
+    return _guarded(diagnosis, guards, f"verified resolution at similarity {best:.2f}{kind}", keys)
+
+
+def _guarded(diagnosis: Diagnosis, guards: Guards, support: str, keys: list[str]) -> Verdict:
+    """The last word: the task's own guards, then automatic."""
     if guards.opted_out:
         return Verdict("approval", "the DAG opted out of automatic remediation (tag)", diagnosis, keys)
     if guards.recent_automatic >= guards.max_automatic:
@@ -189,10 +210,5 @@ def decide(evidence: Evidence, runbooks: Sequence[Runbook], t: Thresholds, guard
             keys,
         )
     if guards.found_by_sweep:
-        return Verdict(
-            "approval",
-            f"verified resolution at similarity {best:.2f}{kind}; found by the sweep: a person confirms",
-            diagnosis,
-            keys,
-        )
-    return Verdict("auto", f"verified resolution at similarity {best:.2f}{kind}", diagnosis, keys)
+        return Verdict("approval", f"{support}; found by the sweep: a person confirms", diagnosis, keys)
+    return Verdict("auto", support, diagnosis, keys)

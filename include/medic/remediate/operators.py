@@ -14,21 +14,30 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, cast
 
+import httpx
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.providers.standard.triggers.temporal import DateTimeTrigger
-from airflow.sdk import BaseNotifier, BaseOperator, Param
+from airflow.sdk import BaseHook, BaseNotifier, BaseOperator, Param
 from airflow.sdk.timezone import utcnow
+
+from medic import config, db
+from medic.airflow_api import AirflowApi, base_url_of
+from medic.remediate import remediation
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+    from airflow.sdk.types import Logger
+    from airflow.triggers.base import BaseTrigger
 
 log = logging.getLogger(__name__)
 
 
-def _run(plan: dict[str, Any], decision: Any) -> dict[str, Any]:
-    from medic import config, db
-    from medic.airflow_api import AirflowApi
-    from medic.lineage import events as lineage
-    from medic.remediate import remediation
+def _run(plan: dict[str, Any], decision: remediation.Decision) -> dict[str, Any]:
+    # OpenLineage's client (~0.5 s) loads when an event is built, not when the dag-processor
+    # parses medic_diagnose, which imports this module.
+    from medic.lineage import events as lineage  # noqa: PLC0415
 
     the_plan = remediation.Plan.from_dict(plan)
     with db.connect(config.get("conn_id"), application_name="medic-remediate", autocommit=True) as conn:
@@ -46,8 +55,8 @@ def _run(plan: dict[str, Any], decision: Any) -> dict[str, Any]:
     return result
 
 
-def _emit_answer(plan: Any, decision: Any, option: str | None) -> None:
-    from medic.lineage import events as lineage
+def _emit_answer(plan: remediation.Plan, decision: remediation.Decision, option: str | None) -> None:
+    from medic.lineage import events as lineage  # noqa: PLC0415 (as in _run)
 
     if plan.lineage:
         lineage.emit_built(
@@ -59,24 +68,42 @@ def _emit_answer(plan: Any, decision: Any, option: str | None) -> None:
         )
 
 
+class _Operator(Protocol):
+    """What ``_Remediating`` needs of the operator it is mixed into."""
+
+    plan: dict[str, Any]
+
+    @property
+    def log(self) -> Logger: ...
+
+    def defer(
+        self,
+        *,
+        trigger: BaseTrigger,
+        method_name: str,
+        kwargs: dict[str, Any] | None = None,
+        timeout: timedelta | int | float | None = None,
+    ) -> NoReturn: ...
+
+
 class _Remediating:
     """Carry out a decision for ``self.plan``; a backoff first waits deferred (no worker slot)."""
 
     plan: dict[str, Any]
 
-    def carry_out(self, decision: Any) -> dict[str, Any]:
+    def carry_out(self: _Operator, decision: remediation.Decision) -> dict[str, Any]:
         if decision.kind == "apply" and decision.delay_seconds > 0:
-            self.log.info("medic: backing off %s s before re-running", decision.delay_seconds)  # type: ignore[attr-defined]
-            self.defer(  # type: ignore[attr-defined]
+            self.log.info("medic: backing off %s s before re-running", decision.delay_seconds)
+            self.defer(
                 trigger=DateTimeTrigger(moment=utcnow() + timedelta(seconds=decision.delay_seconds)),
                 method_name="apply_after_backoff",
                 kwargs={"decision": asdict(decision)},
             )
         return _run(self.plan, decision)
 
-    def apply_after_backoff(self, context: Any, event: Any = None, decision: dict | None = None) -> dict[str, Any]:
-        from medic.remediate import remediation
-
+    def apply_after_backoff(
+        self, context: Context, event: dict[str, Any] | None = None, decision: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         return _run(self.plan, remediation.Decision(**(decision or {})))
 
 
@@ -86,13 +113,11 @@ class RemediateOperator(_Remediating, BaseOperator):
     template_fields = ()
     ui_color = "#d9f2e6"
 
-    def __init__(self, *, plan: dict[str, Any], **kwargs: Any) -> None:
+    def __init__(self, *, plan: dict[str, Any], **kwargs: Any) -> None:  # noqa: ANN401 (BaseOperator's arguments)
         super().__init__(**kwargs)
         self.plan = plan
 
-    def execute(self, context: Any) -> dict[str, Any]:
-        from medic.remediate import remediation
-
+    def execute(self, context: Context) -> dict[str, Any]:
         return self.carry_out(remediation.automatic_decision(remediation.Plan.from_dict(self.plan)))
 
 
@@ -102,9 +127,7 @@ class ApprovalLinkNotifier(BaseNotifier):
 
     template_fields = ()
 
-    def notify(self, context: Any) -> None:
-        from medic import config
-
+    def notify(self, context: Context) -> None:
         try:
             link = HITLOperator.generate_link_to_ui_from_context(context=context)
         except Exception as exc:  # no [api] base_url: say so, do not fail the approval
@@ -114,12 +137,7 @@ class ApprovalLinkNotifier(BaseNotifier):
         conn_id = config.get("notify_conn_id").strip()
         if not conn_id:
             return
-        import httpx
-        from airflow.sdk import BaseHook
-
-        from medic.airflow_api import base_url_of
-
-        plan = context["task"].plan
+        plan = cast("ApproveRemediationOperator", context["task"]).plan  # the task this notifier is on
         text = f"medic: approval needed for {plan['dag_id']}.{plan['task_id']} (incident {plan['incident_id']})"
         try:
             url = base_url_of(BaseHook.get_connection(conn_id))
@@ -134,9 +152,7 @@ class ApproveRemediationOperator(_Remediating, HITLOperator):
     template_fields = ()  # the body quotes logs: never a template
     ui_color = "#fff3cd"
 
-    def __init__(self, *, plan: dict[str, Any], **kwargs: Any) -> None:
-        from medic.remediate import remediation
-
+    def __init__(self, *, plan: dict[str, Any], **kwargs: Any) -> None:  # noqa: ANN401 (HITLOperator's arguments)
         self.plan = plan
         p = remediation.Plan.from_dict(plan)
         params = {key: Param(spec.pop("default"), **spec) for key, spec in remediation.approval_params(p).items()}
@@ -149,10 +165,8 @@ class ApproveRemediationOperator(_Remediating, HITLOperator):
             **kwargs,
         )
 
-    def execute(self, context: Any) -> Any:
-        from medic import config, db
-        from medic.lineage import events as lineage
-        from medic.remediate import remediation
+    def execute(self, context: Context) -> None:
+        from medic.lineage import events as lineage  # noqa: PLC0415 (as in _run)
 
         plan = remediation.Plan.from_dict(self.plan)
         ti = context["ti"]
@@ -176,11 +190,9 @@ class ApproveRemediationOperator(_Remediating, HITLOperator):
                 timeout,
                 link,
             )
-        return super().execute(context)
+        super().execute(context)  # defers until a person answers (or the request times out)
 
-    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
-        from medic.remediate import remediation
-
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         plan = remediation.Plan.from_dict(self.plan)
         if event.get("error_type") == "timeout":
             self.log.warning("medic: nobody answered in time; nothing is applied")

@@ -11,14 +11,19 @@ else already re-ran is left alone.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import psycopg
 from psycopg.types.json import Jsonb
 
 from medic import config
-from medic.airflow_api import RemediationApi
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from medic.airflow_api import RemediationApi
+    from medic.contract import Diagnosis
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +134,7 @@ def build_plan(
     task_id: str,
     route: str,
     reason: str,
-    diagnosis: Any,
+    diagnosis: Diagnosis,
     targets: list[Target],
     similar: list[dict[str, Any]],
 ) -> Plan:
@@ -342,18 +347,18 @@ def _take(conn: psycopg.Connection, plan: Plan, decision: Decision, status: str)
         },
     ).fetchone()
     if row is not None:
-        return row[0]
+        return int(row[0])
     # A retry of the same task may find its own unfinished row: carry on with it.
     existing = conn.execute(
         "SELECT id, status, decided_by, approver FROM medic.remediations WHERE incident_id = %s",
         (plan.incident_id,),
     ).fetchone()
     if existing and existing[1] == "pending" and (existing[2], existing[3]) == (decision.decided_by, decision.approver):
-        return existing[0]
+        return int(existing[0])
     return None
 
 
-def record_approval_request(conn: psycopg.Connection, incident_id: int, run_id: str, map_index: int) -> None:
+def record_approval_request(conn: psycopg.Connection, incident_id: int, run_id: str, map_index: int | None) -> None:
     """Where the incident's approval request waits, for the incidents view's link to it."""
     conn.execute(
         "UPDATE medic.incidents SET approval_run_id = %s, approval_map_index = %s, approval_requested_at = now(),"
@@ -488,8 +493,6 @@ _UNSETTLED = frozenset({None, "running", "queued", "scheduled", "restarting"})
 
 def _settled(api: RemediationApi, dag_id: str, target: dict[str, Any], wait_seconds: float = 60) -> dict[str, Any]:
     """The target's task instance once the try medic is fixing has reached its final state."""
-    import time
-
     deadline = time.monotonic() + wait_seconds
     while True:
         now = api.task_instance(dag_id, target["run_id"], target["task_id"], int(target["map_index"]))

@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 from psycopg.types.json import Jsonb
 
 from medic import config, db
@@ -30,6 +29,11 @@ from medic.policy.gate import Evidence, Guards, Thresholds, Verdict, decide
 from medic.remediate import remediation
 from medic.verify import verification
 
+if TYPE_CHECKING:
+    import uuid
+
+    import psycopg
+
 log = logging.getLogger(__name__)
 
 
@@ -37,10 +41,12 @@ class _AlreadyDecided(Exception):
     """Another diagnose run decided this incident first; this run's rows for it roll back."""
 
 
-def wakeup_summary(triggering_asset_events: Any) -> dict[str, Any]:
+def wakeup_summary(triggering_asset_events: object) -> dict[str, Any]:
     """How many wake-ups (asset events) and announced event ids started this run; for the log."""
-    wakeups, announced = 0, set()
+    wakeups, announced = 0, set[int]()
     try:
+        if not isinstance(triggering_asset_events, Mapping):
+            raise TypeError(f"a {type(triggering_asset_events).__name__}, not a mapping")
         for events in triggering_asset_events.values():
             for event in events:
                 wakeups += 1
@@ -234,7 +240,7 @@ class Pending:
     retrieval: Diagnosis
     neighbours: list[dict[str, Any]]
     opinions: Opinions
-    lineage_key: Any
+    lineage_key: uuid.UUID | str
     event_count: int
     embedding_model: str | None
 
@@ -390,7 +396,7 @@ def _decide_and_persist(
                 " decided from retrieval)"
             )
         decision = {"automatic": verdict.automatic, "reason": reason, "route": verdict.route}
-        diagnosis_id = item.retrieval_id
+        diagnosis_id: int | None = item.retrieval_id
         if merged.ran:
             inserted = conn.execute(
                 _INSERT_MODEL_DIAGNOSIS,
@@ -425,7 +431,7 @@ def _plan_and_emit(
     reason: str,
     *,
     source: str,
-    model: Any,
+    model: str | None,
     prompt_version: str | None,
 ) -> remediation.Plan | None:
     """The remediation plan a non-escalated decision leads to, and the diagnosis's lineage."""
@@ -514,7 +520,8 @@ def decide_incidents(diagnosed: dict[str, Any] | None, generated: dict[str, Any]
                 continue
             verdict, reason = decision
             source = f"llm:{backend}" if merged.ran else "retrieval"
-            model = generated_map.get("model") if merged.ran else None
+            model_name = generated_map.get("model") if merged.ran else None
+            model = str(model_name) if model_name is not None else None
             plan = _plan_and_emit(
                 conn, item, verdict, reason, source=source, model=model, prompt_version=prompt_version
             )
@@ -543,7 +550,9 @@ def decide_incidents(diagnosed: dict[str, Any] | None, generated: dict[str, Any]
     return {"decided": decided, "auto": [asdict(p) for p in plans], "approvals": [asdict(p) for p in approvals]}
 
 
-def _lineage_subject(record: Any, incident_id: int, lineage_key: Any, conn: Any) -> dict[str, Any]:
+def _lineage_subject(
+    record: FailureRecord, incident_id: int, lineage_key: uuid.UUID | str, conn: psycopg.Connection
+) -> lineage.Subject:
     """The incident's OpenLineage subject; empty (and said why) when it cannot be had."""
     if not lineage.enabled():
         return {}

@@ -11,13 +11,20 @@ password: credentials are resolved at run time through Airflow's secrets chain.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import hashlib
 from datetime import datetime, timezone
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import psycopg
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from medic import config
+from medic import config, db
+from medic.capture import outbox
+from medic.diagnose.knowledge import runbook_dir
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 CHANNEL = "medic_failure_events"
 
@@ -52,11 +59,6 @@ class FailureEventTrigger(BaseEventTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        import psycopg
-
-        from medic import db
-        from medic.capture import outbox
-
         backoff = 1.0
         while True:
             try:
@@ -100,9 +102,6 @@ def _preview(ids: list[int], limit: int = 10) -> str:
 
 def runbook_digest(directory: str) -> str:
     """A digest of the runbook folder's files (names, sizes, contents): changes when a runbook does."""
-    import hashlib
-    from pathlib import Path
-
     digest = hashlib.sha256()
     for path in sorted(Path(directory).glob("*.md")):
         digest.update(path.name.encode())
@@ -131,8 +130,6 @@ class RunbookChangeTrigger(BaseEventTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from medic.diagnose.knowledge import runbook_dir
-
         directory = self.directory or str(runbook_dir())
         seen = await asyncio.to_thread(runbook_digest, directory)
         self.log.info("medic: watching runbooks in %s", directory)
@@ -172,10 +169,6 @@ class VerifiedOutcomeTrigger(BaseEventTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        import psycopg
-
-        from medic import db
-
         seen = 0
         backoff = 1.0
         while True:
@@ -189,7 +182,7 @@ class VerifiedOutcomeTrigger(BaseEventTrigger):
                             " JOIN medic.incidents i ON i.id = r.incident_id"
                             " WHERE r.verified_outcome IS NOT NULL AND i.learned_at IS NULL"
                         )
-                        newest, unlearned = await cursor.fetchone()
+                        newest, unlearned = await cursor.fetchone() or (0, 0)  # aggregates: always a row
                         if unlearned and newest > seen:
                             seen = newest
                             self.log.info("medic: %d verified outcome(s) to learn", unlearned)

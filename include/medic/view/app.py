@@ -15,11 +15,15 @@ from typing import Annotated, Any
 from urllib.parse import urlparse
 
 import psycopg
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from fastapi.staticfiles import StaticFiles
+from airflow.configuration import conf
 
+# The FastAPI app itself: this module is imported only where the app is built (the api-server)
+from fastapi import Depends, FastAPI, HTTPException, Query, Request  # noqa: TID253
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response  # noqa: TID253
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer  # noqa: TID253
+from fastapi.staticfiles import StaticFiles  # noqa: TID253
+
+from medic import config, db
 from medic.view import PAGE, URL_PREFIX, report
 
 STATIC = Path(__file__).parent / "static"
@@ -30,14 +34,14 @@ _bearer = HTTPBearer(auto_error=False)
 
 async def current_user(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Any:
+) -> Any:  # noqa: ANN401 (Airflow's user type; FastAPI reads these annotations at run time, and the api-server's modules load only inside)
     """Airflow's own resolution of the caller: 401 without a valid token or session cookie."""
     from airflow.api_fastapi.core_api.security import get_user
 
     return await get_user(request, None, credentials)
 
 
-def readable_dags(user: Annotated[Any, Depends(current_user)]) -> set[str] | None:
+def readable_dags(user: Annotated[Any, Depends(current_user)]) -> set[str] | None:  # noqa: ANN401 (as current_user)
     """The DAG ids the caller may read (incidents of any other DAG are not shown), or None for a
     caller who may read every DAG: they also see incidents of DAGs Airflow no longer knows."""
     from airflow.api_fastapi.app import get_auth_manager
@@ -54,14 +58,10 @@ Readable = Annotated[set[str] | None, Depends(readable_dags)]
 @cache
 def ui_base() -> str:
     """The path Airflow's UI is served under (``[api] base_url``), for the links the API returns."""
-    from airflow.configuration import conf
-
     return urlparse(conf.get("api", "base_url", fallback="") or "").path.rstrip("/")
 
 
-def _connect():
-    from medic import config, db
-
+def _connect() -> psycopg.Connection:
     try:
         return db.connect(
             config.get("conn_id"), application_name="medic-view", connect_timeout=5, statement_timeout_ms=15000

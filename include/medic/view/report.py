@@ -8,13 +8,15 @@ here a caller passes ``readable_dags`` (``None`` = every DAG) and the base path 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-import psycopg
 from pydantic import BaseModel, Field
 
 from medic.remediate.remediation import APPROVAL_DAG, APPROVAL_TASK
+
+if TYPE_CHECKING:
+    import psycopg
 
 MAX_PAGE = 200
 UNDIAGNOSED = "undiagnosed"
@@ -92,6 +94,9 @@ class FailureEvent(BaseModel):
     source: str
     failed_at: datetime
     links: Links
+    retry_decision: dict[str, Any] | None = Field(
+        default=None, description="medic's retry policy's decision on this try, in the worker (action, reason)"
+    )
 
 
 class IncidentDetail(IncidentRow):
@@ -200,7 +205,8 @@ SELECT i.id, i.status, i.dag_id, i.task_id, i.exception_type, i.error_message, i
 
 
 def _where(filters: Filters, readable_dags: set[str] | None) -> tuple[str, dict[str, Any]]:
-    clauses, params = [], {}
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
     if readable_dags is not None:
         clauses.append("i.dag_id = ANY(%(readable)s)")
         params["readable"] = sorted(readable_dags)
@@ -220,7 +226,7 @@ def _where(filters: Filters, readable_dags: set[str] | None) -> tuple[str, dict[
 
 def _fetch(conn: psycopg.Connection, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     cursor = conn.execute(sql, params, prepare=False)
-    names = [c.name for c in cursor.description]
+    names = [c.name for c in cursor.description or ()]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
@@ -332,7 +338,8 @@ def incident_detail(
     row = rows[0]
     events = _fetch(
         conn,
-        "SELECT dag_id, task_id, run_id, map_index, try_number, state, source, failed_at"
+        "SELECT dag_id, task_id, run_id, map_index, try_number, state, source, failed_at,"
+        " payload->'retry_decision' AS retry_decision"
         " FROM medic.failure_events WHERE incident_id = %(incident_id)s ORDER BY failed_at DESC, id DESC LIMIT 50",
         {"incident_id": incident_id},
     )
@@ -355,6 +362,7 @@ def incident_detail(
                 source=e["source"],
                 failed_at=e["failed_at"],
                 links=_links(ui_base, e),
+                retry_decision=e["retry_decision"],
             )
             for e in events
         ],

@@ -36,7 +36,7 @@ class RequestOutput:
 
 class LLM:
     def __init__(self, model: str, **kwargs: Any) -> None:
-        from medic.llm.backends import GenerationSettings
+        from medic.llm.base import GenerationSettings
         from medic.llm.cpu import CpuBackend
 
         _log({"call": "LLM", "model": model, **kwargs})

@@ -14,17 +14,24 @@ import argparse
 import json
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from medic.diagnose.embedding import get_embedder
+from medic.diagnose.evidence import extract
+
+if TYPE_CHECKING:
+    from medic_dev.stack import Stack
 
 
-def main(argv: list[str], stack: Any = None) -> int:
+def main(argv: list[str], stack: Stack | None = None) -> int:
     parser = argparse.ArgumentParser(prog="medic bench cuda-check")
     parser.add_argument("--texts", type=int, default=2048)
     parser.add_argument("--batch-sizes", default="64,128,256")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    import numpy as np
     import torch
 
     if not torch.cuda.is_available():
@@ -39,9 +46,6 @@ def main(argv: list[str], stack: Any = None) -> int:
             )
         )
         return 2
-
-    from medic.diagnose.embedding import get_embedder
-    from medic.diagnose.evidence import extract
 
     gpu = get_embedder(device="auto")
     cpu = get_embedder(device="cpu")

@@ -17,7 +17,15 @@ import json
 import os
 import platform
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from medic.diagnose.embedding import resolve_model
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+    from transformers import PreTrainedTokenizerBase
+
+    from medic_dev.stack import Stack
 
 LINES = [
     'psycopg2.OperationalError: connection to server at "10.0.3.7", port 5432 failed: Connection refused',
@@ -34,7 +42,7 @@ LINES = [
 ]
 
 
-def make_texts(n: int, tokenizer: Any, target_tokens: int = 300) -> tuple[list[str], float]:
+def make_texts(n: int, tokenizer: PreTrainedTokenizerBase, target_tokens: int = 300) -> tuple[list[str], float]:
     texts = []
     for i in range(n):
         lines = [f"{LINES[i % len(LINES)]} (shard {i})"]
@@ -47,7 +55,7 @@ def make_texts(n: int, tokenizer: Any, target_tokens: int = 300) -> tuple[list[s
     return texts, mean_tokens
 
 
-def load(backend: str, path: str) -> Any:
+def load(backend: str, path: str) -> SentenceTransformer:
     from sentence_transformers import SentenceTransformer
 
     kwargs: dict[str, Any] = {"device": "cpu"}
@@ -56,7 +64,7 @@ def load(backend: str, path: str) -> Any:
     return SentenceTransformer(path, **kwargs)
 
 
-def main(argv: list[str], stack: Any = None) -> int:
+def main(argv: list[str], stack: Stack | None = None) -> int:
     parser = argparse.ArgumentParser(prog="medic bench embeddings")
     parser.add_argument("--texts", type=int, default=256)
     parser.add_argument("--batch-sizes", default="16,32,64")
@@ -65,8 +73,6 @@ def main(argv: list[str], stack: Any = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import torch
-
-    from medic.diagnose.embedding import resolve_model
 
     model_id, path = resolve_model("sentence-transformers/all-MiniLM-L6-v2")
     runs: list[dict[str, Any]] = []

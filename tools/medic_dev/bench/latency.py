@@ -21,13 +21,15 @@ import os
 import platform
 import statistics
 import time
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from medic.airflow_api import parse_time
 from medic_dev.stats import percentile
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from medic_dev.rest_client import DevRestClient
     from medic_dev.stack import Stack
 
 DAG_ID = "demo_missing_input"
@@ -79,7 +81,7 @@ def main(argv: list[str], stack: Stack) -> int:
     return 0
 
 
-def _wait_claimed(stack, run_id: str, timeout: float):
+def _wait_claimed(stack: Stack, run_id: str, timeout: float) -> tuple[datetime, datetime, str]:
     deadline = time.monotonic() + timeout
     with stack.connect_postgres("medic", autocommit=True) as conn:
         while time.monotonic() < deadline:
@@ -94,7 +96,7 @@ def _wait_claimed(stack, run_id: str, timeout: float):
     raise TimeoutError(f"the failure of {DAG_ID}/{run_id} was not claimed within {timeout:.0f}s")
 
 
-def _first_task_start(client, diagnose_run_id: str) -> datetime | None:
+def _first_task_start(client: DevRestClient, diagnose_run_id: str) -> datetime | None:
     for _ in range(50):
         for ti in client.task_instances("medic_diagnose", diagnose_run_id):
             if ti["task_id"] == "claim_failure_events" and ti.get("start_date"):

@@ -18,14 +18,20 @@ import json
 import os
 import platform
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pgvector.psycopg import register_vector
 
 from medic_dev.stats import percentile
 
+if TYPE_CHECKING:
+    from medic_dev.stack import Stack
 
-def clustered(rows: int, clusters: int, dim: int, spread: float, seed: int):
-    import numpy as np
 
+def clustered(
+    rows: int, clusters: int, dim: int, spread: float, seed: int
+) -> tuple[np.ndarray[Any, np.dtype[np.float32]], np.random.Generator]:
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(clusters, dim)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
@@ -35,7 +41,7 @@ def clustered(rows: int, clusters: int, dim: int, spread: float, seed: int):
     return vectors.astype(np.float32), rng
 
 
-def main(argv: list[str], stack: Any) -> int:
+def main(argv: list[str], stack: Stack) -> int:
     parser = argparse.ArgumentParser(prog="medic bench pgvector")
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
@@ -44,9 +50,6 @@ def main(argv: list[str], stack: Any) -> int:
     parser.add_argument("--ef", default="40,100")
     parser.add_argument("--spread", type=float, default=0.6, help="angular spread of a cluster")
     args = parser.parse_args(argv)
-
-    import numpy as np
-    from pgvector.psycopg import register_vector
 
     started_postgres = not stack.postgres_running()
     stack.start_postgres()

@@ -16,9 +16,16 @@ import argparse
 import json
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from medic.contract import ERROR_CLASSES
+from medic.view import report
 from medic_dev.stats import percentile
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from medic_dev.stack import Stack
 
 DATABASE = "medic_bench_view"
 STATUSES = ["resolved"] * 3 + ["failed", "rejected", "escalated", "expired", "awaiting_approval", "superseded", "open"]
@@ -66,7 +73,7 @@ SELECT i.id, 'retry', CASE WHEN i.route = 'auto' THEN 'auto' ELSE 'user' END,
 """
 
 
-def timed(repeats: int, work) -> dict[str, float]:
+def timed(repeats: int, work: Callable[[], object]) -> dict[str, float]:
     seconds = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -75,15 +82,12 @@ def timed(repeats: int, work) -> dict[str, float]:
     return {"p50_ms": round(percentile(seconds, 0.5) * 1000, 2), "p95_ms": round(percentile(seconds, 0.95) * 1000, 2)}
 
 
-def main(argv: list[str], stack: Any) -> int:
+def main(argv: list[str], stack: Stack) -> int:
     parser = argparse.ArgumentParser(prog="medic bench view")
     parser.add_argument("--incidents", type=int, default=100_000)
     parser.add_argument("--dags", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args(argv)
-
-    from medic.contract import ERROR_CLASSES
-    from medic.view import report
 
     stack.start_postgres()
     with stack.connect_postgres("postgres", autocommit=True) as admin:
@@ -102,7 +106,7 @@ def main(argv: list[str], stack: Any) -> int:
     readable = {f"dag_{i}" for i in range(args.dags)} | {f"other_dag_{i}" for i in range(200)}
     until = now + timedelta(minutes=1)
 
-    def window(days: int):
+    def window(days: int) -> Callable[[], report.Summary]:
         return lambda: report.summary(conn, since=until - timedelta(days=days), until=until, readable_dags=readable)
 
     figures: dict[str, Any] = {}
