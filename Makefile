@@ -79,8 +79,8 @@ format: install
 bench-latency: install
 	$(VENV)/bin/medic bench latency --failures 20
 
-bench-llm: install llm-env
-	$(VENV)/bin/medic bench llm --batch 16
+bench-llm: install llm-model
+	$(VENV)/bin/medic bench llm --batch 4
 
 stack-up: install
 	$(VENV)/bin/medic stack up

@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 
 #: ``[medic] retry_policy_timeout_seconds``: the whole decision's bound inside the failing task.
 TIMEOUT_KEY = "retry_policy_timeout_seconds"
-DEFAULT_TIMEOUT_SECONDS = 2.0
 #: Fixes only a person can make: a failure they fixed is not one a retry fixes.
 PERSON_FIXES = frozenset({"fix_code", "fix_data", "fix_credentials"})
 #: Airflow keeps at most this much of a reason (``task_instance.retry_reason``).
@@ -271,10 +270,7 @@ class MedicRetryPolicy(RetryPolicy):
     def _timeout(self) -> float:
         if self.timeout_seconds is not None:
             return float(self.timeout_seconds)
-        try:
-            return config.get_float(TIMEOUT_KEY)
-        except KeyError:  # the key is not in medic.config's defaults (yet): the constant
-            return DEFAULT_TIMEOUT_SECONDS
+        return config.get_float(TIMEOUT_KEY)
 
     def _judge(
         self, exception: BaseException, try_number: int, max_tries: int, ti: object, context: Context | None
